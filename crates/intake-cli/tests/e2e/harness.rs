@@ -1,0 +1,314 @@
+//! Starts real `intake serve` processes on port 0 over a temporary data dir, on SQLite or on
+//! a fresh PostgreSQL database, and talks HTTP to them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_intake");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("INTAKE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDatabase {
+    /// `None` (after saying so loudly) when PostgreSQL is unreachable, unless
+    /// `INTAKE_REQUIRE_POSTGRES=1`, which turns that into a failure.
+    pub async fn create() -> Option<TestDatabase> {
+        use sqlx::Connection;
+        let admin_url = postgres_admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
+            Ok(conn) => conn,
+            Err(err) => {
+                if std::env::var("INTAKE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                    panic!("PostgreSQL required but unreachable at {admin_url}: {err}");
+                }
+                eprintln!("!!! SKIPPING PostgreSQL test: cannot reach {admin_url}: {err}");
+                return None;
+            }
+        };
+        let name = format!("intake_test_{:016x}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin_url.clone());
+        Some(TestDatabase { url: format!("{base}/{name}"), admin_url, name })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Where a server keeps its data: a temporary directory and a database URL.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub database: String,
+    pub backend: Backend,
+    _pg: Option<TestDatabase>,
+}
+
+impl Site {
+    pub async fn new(backend: Backend) -> Option<Site> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (database, pg) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("intake.db").display()), None),
+            Backend::Postgres => {
+                let db = TestDatabase::create().await?;
+                (db.url.clone(), Some(db))
+            }
+        };
+        Some(Site { dir, database, backend, _pg: pg })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `intake` with this site's data options appended.
+    pub fn intake(&self, args: &[&str]) -> std::process::Output {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(self.data_args());
+        Command::new(BIN).args(&all).output().expect("run intake")
+    }
+
+    pub fn data_args(&self) -> Vec<String> {
+        vec![
+            "--data-dir".into(),
+            self.path().display().to_string(),
+            "--database".into(),
+            self.database.clone(),
+        ]
+    }
+
+    /// Starts a server on this site with the rate limits off and a short lease.
+    pub fn start(&self, extra: &[&str]) -> Server {
+        let mut args = vec!["serve".to_string(), "--listen".into(), "127.0.0.1:0".into()];
+        args.extend(self.data_args());
+        args.extend(["--spool-dir".into(), self.path().join("spool").display().to_string()]);
+        let defaults = [("--rate-limit-per-second", "0"), ("--rate-limit-per-day", "0"), ("--lease-seconds", "2")];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_string(), value.to_string()]);
+            }
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = std::fs::File::create(self.path().join(format!("server-{}.log", rand::random::<u32>()))).unwrap();
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("INTAKE_LOG", "info,sqlx=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start intake serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines.next().expect("server exited before listening").unwrap();
+            if let Some(url) = line.strip_prefix("listening on ") {
+                break url.trim().to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        let creds: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.path().join("initial-credentials.json"))
+                .expect("initial credentials written on first start"),
+        )
+        .unwrap();
+        Server {
+            url,
+            key: creds["accessKey"].as_str().unwrap().to_string(),
+            secret: creds["accessKeySecret"].as_str().unwrap().to_string(),
+            child: Some(child),
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+pub struct Server {
+    pub url: String,
+    pub key: String,
+    pub secret: String,
+    child: Option<Child>,
+    pub http: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A response read whole: status, headers and JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Reply {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("body of a {status} is not JSON: {text:?}"));
+        Reply { status, headers, body }
+    }
+
+    pub fn error(&self) -> String {
+        self.body["errors"][0].as_str().unwrap_or_default().to_string()
+    }
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL, no clean-up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        child.wait().unwrap()
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{}", self.url, path_and_query)
+    }
+
+    pub fn req(&self, method: reqwest::Method, path_and_query: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path_and_query))
+            .basic_auth(&self.key, Some(&self.secret))
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        Reply::from(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Reply {
+        self.send(self.req(reqwest::Method::GET, path_and_query)).await
+    }
+
+    pub async fn register(&self) -> i64 {
+        let reply = self
+            .send(
+                self.req(reqwest::Method::PUT, "/v2/crm/integrations")
+                    .json(&serde_json::json!({"name": "CRM", "ownerEmail": "owner@example.com"})),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        reply.body["integrationId"].as_i64().unwrap()
+    }
+
+    pub async fn upload(&self, integration: i64, object_type: &str, crid: &str, data: impl Into<Vec<u8>>) -> Reply {
+        let part = reqwest::multipart::Part::bytes(data.into()).file_name("data.ldjson");
+        let form = reqwest::multipart::Form::new().part("dataFile", part);
+        let path = format!("/v2/crm/entities?integrationId={integration}&objectType={object_type}&clientRequestId={crid}");
+        self.send(self.req(reqwest::Method::POST, &path).multipart(form)).await
+    }
+
+    pub async fn status(&self, integration: i64, crid: &str) -> Reply {
+        self.get(&format!("/v2/crm/request-status?integrationId={integration}&clientRequestId={crid}")).await
+    }
+
+    /// Polls request-status until DONE or FAILED.
+    pub async fn wait_done(&self, integration: i64, crid: &str) -> Reply {
+        for _ in 0..1200 {
+            let reply = self.status(integration, crid).await;
+            assert_eq!(reply.status, 200, "{:?}", reply.body);
+            match reply.body["status"].as_str().unwrap() {
+                "DONE" | "FAILED" => return reply,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("request {crid} did not finish");
+    }
+
+    pub async fn objects(&self, integration: i64, object_type: &str, ids: &[&str]) -> Value {
+        let reply = self
+            .send(
+                self.req(reqwest::Method::GET, &format!("/v2/crm/entities?integrationId={integration}&objectType={object_type}"))
+                    .json(&ids),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        reply.body["crmObjectsMap"].clone()
+    }
+}
+
+pub fn spool_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("spool"))
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+/// Declares each test once per backend: `backend_tests!(name, ...)` expects
+/// `async fn name(site: Site)` and makes `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let site = $crate::harness::Site::new($crate::harness::Backend::Sqlite).await.unwrap();
+                    super::$name(site).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(site) = $crate::harness::Site::new($crate::harness::Backend::Postgres).await {
+                        super::$name(site).await;
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,190 @@
+//! Streaming validation of a whole LDJSON file with bounded memory.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::io::{self, BufRead, BufReader, Read};
+
+use crate::record::{validate_record, ValidRecord};
+use crate::schema::Schema;
+use crate::types::ObjectType;
+
+/// Longest accepted line, in bytes, without its line ending.
+pub const MAX_LINE_BYTES: usize = 1_048_576;
+
+/// The result of one non-blank line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LineOutcome {
+    /// 1-based physical line number.
+    pub line: u64,
+    pub result: Result<ValidRecord, String>,
+}
+
+/// Hasher for keys that already are uniformly distributed 64-bit hashes.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Validates an LDJSON byte stream line by line; yields one [`LineOutcome`] per non-blank line.
+///
+/// - Line numbers are 1-based and count every physical line (`\n`-terminated); a final
+///   line without `\n` is read too. A `\r` before the `\n` is removed; a UTF-8 BOM at the
+///   very start of the stream is removed.
+/// - Blank lines (empty, or only ASCII whitespace) yield nothing.
+/// - A line longer than [`MAX_LINE_BYTES`] is reported as `Line is longer than 1048576 bytes`
+///   and skipped without being held in memory.
+/// - Duplicate objectIds: only lines that passed validation count as "seen"; a later
+///   valid line with an already seen objectId becomes the error `Duplicate objectId [X] in
+///   file: ...` (and is not itself added again). Lines that failed another rule neither
+///   count nor are checked. The set keeps one 64-bit keyed hash per valid line (about 9 to
+///   18 bytes a line); a false duplicate needs a 64-bit collision (about 3e-8 for a
+///   million-line file).
+/// - Memory otherwise stays bounded by one line buffer (at most 1 MiB + 2 bytes) and the
+///   reader's buffer.
+/// - An I/O error of the source is yielded once as `Err` and ends the iteration.
+pub struct FileValidator<R: Read> {
+    reader: BufReader<R>,
+    ty: ObjectType,
+    schema: Schema,
+    buf: Vec<u8>,
+    line: u64,
+    done: bool,
+    seen: HashSet<u64, BuildHasherDefault<PreHashed>>,
+    id_hasher: RandomState,
+}
+
+impl<R: Read> FileValidator<R> {
+    pub fn new(source: R, ty: ObjectType, schema: Schema) -> Self {
+        FileValidator {
+            reader: BufReader::with_capacity(64 * 1024, source),
+            ty,
+            schema,
+            buf: Vec::with_capacity(4096),
+            line: 0,
+            done: false,
+            seen: HashSet::default(),
+            id_hasher: RandomState::new(),
+        }
+    }
+
+    /// Number of physical lines read so far.
+    pub fn lines_read(&self) -> u64 {
+        self.line
+    }
+
+    /// Reads the next physical line into `self.buf` (without line ending). Returns
+    /// Ok(None) at end of input, Ok(Some(too_long)) otherwise.
+    fn read_line(&mut self) -> io::Result<Option<bool>> {
+        self.buf.clear();
+        // Room for MAX bytes, an optional '\r' and the '\n'.
+        // The first line may also carry a 3-byte BOM.
+        let bom = if self.line == 0 { 3 } else { 0 };
+        let limit = (MAX_LINE_BYTES + 2 + bom) as u64;
+        let n = (&mut self.reader).take(limit).read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        let mut too_long = false;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        } else if n as u64 == limit {
+            // No newline within the limit: discard the rest of the line as it streams by.
+            too_long = true;
+            self.buf.clear();
+            loop {
+                let chunk = match self.reader.fill_buf() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                if chunk.is_empty() {
+                    break;
+                }
+                match chunk.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.reader.consume(i + 1);
+                        break;
+                    }
+                    None => {
+                        let len = chunk.len();
+                        self.reader.consume(len);
+                    }
+                }
+            }
+        }
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
+            self.buf.drain(..3);
+        }
+        if self.buf.len() > MAX_LINE_BYTES {
+            too_long = true;
+        }
+        Ok(Some(too_long))
+    }
+}
+
+impl<R: Read> Iterator for FileValidator<R> {
+    type Item = io::Result<LineOutcome>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let too_long = match self.read_line() {
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            let line = self.line;
+            if too_long {
+                return Some(Ok(LineOutcome {
+                    line,
+                    result: Err(format!("Line is longer than {MAX_LINE_BYTES} bytes")),
+                }));
+            }
+            if self.buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let result = match validate_record(self.ty, &self.schema, &self.buf) {
+                Ok(rec) => {
+                    let h = self.id_hasher.hash_one(rec.object_id.as_str());
+                    if self.seen.insert(h) {
+                        Ok(rec)
+                    } else {
+                        Err(format!(
+                            "Duplicate objectId [{}] in file: send multiple updates of a record in separate files",
+                            rec.object_id
+                        ))
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            return Some(Ok(LineOutcome { line, result }));
+        }
+    }
+}
+
+impl<R: Read> std::iter::FusedIterator for FileValidator<R> {}

@@ -1,0 +1,65 @@
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use intake_model::ObjectType;
+use serde_json::{json, value::RawValue, Map, Value};
+
+use super::reply;
+use crate::extract::{integration, Caller, QueryParams};
+use crate::{ApiError, AppState};
+
+/// At most this many ids are looked up; the rest are not answered.
+const MAX_IDS: usize = 100;
+
+/// The ids come as a JSON array in the body of the GET, or in `objectsCrmIds` (repeated or
+/// comma-separated).
+fn requested_ids(params: &QueryParams, body: &[u8]) -> Result<Vec<String>, ApiError> {
+    let ids: Vec<String> = if !body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_slice(body).map_err(|_| {
+            ApiError::bad_request("Request body must be a JSON array of object ids (strings)")
+        })?
+    } else {
+        let from_query: Vec<String> = params
+            .all("objectsCrmIds")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+            .collect();
+        if from_query.is_empty() && params.all("objectsCrmIds").next().is_none() {
+            return Err(ApiError::unsupported_media_type());
+        }
+        from_query
+    };
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("No object ids given"));
+    }
+    Ok(ids.into_iter().take(MAX_IDS).collect())
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require("api:crm:get-objects")?;
+    let params = QueryParams::parse(query.as_deref())?;
+    let integration = integration(&state, &caller, &params).await?;
+    let object_type = params.object_type(&ObjectType::ALL)?;
+    let ids = requested_ids(&params, &body)?;
+    let found = state.store.current_objects(integration.id, object_type, &ids).await?;
+    let mut objects = Map::new();
+    for id in ids {
+        let value = match found.get(&id).cloned().flatten() {
+            Some(body) => {
+                let raw = RawValue::from_string(body).map_err(ApiError::internal)?;
+                serde_json::to_value(raw).map_err(ApiError::internal)?
+            }
+            None => Value::Null,
+        };
+        objects.insert(id, value);
+    }
+    Ok(reply(StatusCode::OK, json!({ "crmObjectsMap": objects })))
+}

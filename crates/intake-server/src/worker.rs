@@ -1,0 +1,252 @@
+//! The background worker: takes waiting requests in order of arrival, validates the spooled
+//! file with the model library on a blocking thread, and stores the results in batches while
+//! the next batch is being validated. Progress (checkpoint line, counts, listed errors) is
+//! written with each batch, so a worker that dies is replaced by one that resumes from the
+//! last checkpoint with the same result.
+
+use std::io::BufReader;
+use std::sync::Arc;
+use std::time::Duration;
+
+use intake_model::{FileValidator, LineError, ObjectType, Report, Schema};
+use intake_store::{Batch, ClaimedWork, LeaseLost, RequestStatus, Store, WorkKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::spool::Spool;
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// How long a claimed request stays ours without a heartbeat.
+    pub lease: Duration,
+    /// Lines per stored batch (one transaction each).
+    pub batch_lines: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig { lease: Duration::from_secs(30), batch_lines: 5_000 }
+    }
+}
+
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub spool: Spool,
+    pub config: WorkerConfig,
+    pub id: String,
+}
+
+enum Step {
+    Batch(Batch),
+    Unreadable(String),
+}
+
+enum Outcome {
+    Finished,
+    Stopped,
+    LeaseLost,
+}
+
+impl Worker {
+    pub fn new(store: Arc<dyn Store>, spool: Spool, config: WorkerConfig) -> Worker {
+        let id = format!("worker-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        Worker { store, spool, config, id }
+    }
+
+    /// Runs until `shutdown` turns true, then hands back what it holds.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(worker = %self.id, "worker started");
+        while !*shutdown.borrow() {
+            match self.store.claim_work(&self.id, self.config.lease).await {
+                Ok(Some(work)) => {
+                    if let Err(err) = self.process(work, &shutdown).await {
+                        tracing::error!(worker = %self.id, "processing failed, will retry: {err}");
+                        let _ = self.store.release_leases(&self.id).await;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.store.wait_for_work(Duration::from_secs(2)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(worker = %self.id, "cannot claim work: {err}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        if let Err(err) = self.store.release_leases(&self.id).await {
+            tracing::error!(worker = %self.id, "cannot release leases: {err}");
+        }
+        tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    async fn process(
+        &self,
+        work: ClaimedWork,
+        shutdown: &watch::Receiver<bool>,
+    ) -> intake_store::Result<()> {
+        let heartbeat = self.spawn_heartbeat(work.seq);
+        let result = match &work.kind {
+            WorkKind::Upload { object_type, spool_file } => {
+                self.process_upload(&work, *object_type, spool_file, shutdown).await
+            }
+            WorkKind::DeleteIntegration => {
+                self.store.purge_integration(work.integration_id).await?;
+                self.finish(&work, RequestStatus::Done, None).await
+            }
+        };
+        heartbeat.abort();
+        let outcome = result?;
+        tracing::info!(
+            worker = %self.id,
+            seq = work.seq,
+            outcome = match outcome {
+                Outcome::Finished => "finished",
+                Outcome::Stopped => "handed back",
+                Outcome::LeaseLost => "lease lost",
+            },
+            "request processed"
+        );
+        if let (Outcome::Finished, WorkKind::Upload { spool_file, .. }) = (&outcome, &work.kind) {
+            self.spool.remove(spool_file).await;
+        }
+        Ok(())
+    }
+
+    fn spawn_heartbeat(&self, seq: i64) -> tokio::task::JoinHandle<()> {
+        let (store, id, lease) = (self.store.clone(), self.id.clone(), self.config.lease);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match store.heartbeat(seq, &id, lease).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(LeaseLost)) => return,
+                    Err(err) => tracing::warn!(worker = %id, "heartbeat failed: {err}"),
+                }
+            }
+        })
+    }
+
+    async fn finish(
+        &self,
+        work: &ClaimedWork,
+        status: RequestStatus,
+        fatal: Option<&str>,
+    ) -> intake_store::Result<Outcome> {
+        Ok(match self.store.finish_work(work.seq, &self.id, status, fatal).await? {
+            Ok(()) => Outcome::Finished,
+            Err(LeaseLost) => Outcome::LeaseLost,
+        })
+    }
+
+    async fn process_upload(
+        &self,
+        work: &ClaimedWork,
+        object_type: ObjectType,
+        spool_file: &str,
+        shutdown: &watch::Receiver<bool>,
+    ) -> intake_store::Result<Outcome> {
+        let schema = Schema::new(
+            self.store
+                .get_schema(work.integration_id, Some(object_type))
+                .await?
+                .into_iter()
+                .map(|(_, field)| field),
+        );
+        let file = match std::fs::File::open(self.spool.path_of(spool_file)) {
+            Ok(file) => file,
+            Err(err) => {
+                let message = format!("The uploaded file could not be read: {err}");
+                return self.finish(work, RequestStatus::Failed, Some(&message)).await;
+            }
+        };
+        let (sender, mut steps) = mpsc::channel(2);
+        let validation = {
+            let work = work.clone();
+            let batch_lines = self.config.batch_lines;
+            tokio::task::spawn_blocking(move || {
+                validate_into_batches(file, object_type, schema, &work, batch_lines, sender)
+            })
+        };
+        let mut error_count = work.error_count;
+        while let Some(step) = steps.recv().await {
+            if *shutdown.borrow() {
+                return Ok(Outcome::Stopped);
+            }
+            match step {
+                Step::Batch(batch) => {
+                    error_count = batch.error_count;
+                    if let Err(LeaseLost) = self.store.apply_batch(work, &self.id, &batch).await? {
+                        return Ok(Outcome::LeaseLost);
+                    }
+                }
+                Step::Unreadable(message) => {
+                    return self.finish(work, RequestStatus::Failed, Some(&message)).await;
+                }
+            }
+        }
+        let _ = validation.await;
+        let status = if error_count == 0 { RequestStatus::Done } else { RequestStatus::Failed };
+        self.finish(work, status, None).await
+    }
+}
+
+/// Runs on a blocking thread: reads and validates the file, skipping lines up to the
+/// checkpoint (they are still read, so duplicates are still recognised), and sends batches.
+fn validate_into_batches(
+    file: std::fs::File,
+    object_type: ObjectType,
+    schema: Schema,
+    work: &ClaimedWork,
+    batch_lines: usize,
+    steps: mpsc::Sender<Step>,
+) {
+    let mut success_count = work.success_count;
+    let mut error_count = work.error_count;
+    let mut listed = work.listed_errors as usize;
+    let mut batch = Batch::default();
+    let send = |batch: &mut Batch, success_count, error_count| {
+        let mut full = std::mem::take(batch);
+        full.success_count = success_count;
+        full.error_count = error_count;
+        steps.blocking_send(Step::Batch(full)).is_ok()
+    };
+    let reader = BufReader::with_capacity(1 << 20, file);
+    for item in FileValidator::new(reader, object_type, schema) {
+        let outcome = match item {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                let message = format!("The uploaded file could not be read: {err}");
+                let _ = steps.blocking_send(Step::Unreadable(message));
+                return;
+            }
+        };
+        if outcome.line <= work.checkpoint_line {
+            continue;
+        }
+        match outcome.result {
+            Ok(record) => {
+                success_count += 1;
+                batch.records.push((outcome.line, record));
+            }
+            Err(description) => {
+                error_count += 1;
+                if listed < Report::LISTED_ERRORS {
+                    listed += 1;
+                    batch.errors.push(LineError { line: outcome.line, description });
+                }
+            }
+        }
+        batch.checkpoint_line = outcome.line;
+        if batch.records.len() + batch.errors.len() >= batch_lines
+            && !send(&mut batch, success_count, error_count)
+        {
+            return;
+        }
+    }
+    if batch.checkpoint_line > 0 {
+        send(&mut batch, success_count, error_count);
+    }
+}

@@ -1,0 +1,383 @@
+//! Intake's storage. The rest of the system talks to [`Store`]; each backend (SQLite, the
+//! embedded default, and PostgreSQL, for several instances on one database) implements it
+//! with its own migrations. SQL lives only in this crate.
+//!
+//! Layout shared by both backends: every applied line is a row of `record_versions`, keyed by
+//! (integration, object type, object id, modifiedDate, request sequence). The current state of
+//! a record is its greatest version in that key order, so applying a batch is one insert per
+//! line and applying the same line twice is harmless.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use intake_model::{FieldDef, LineError, ObjectType, SchemaPlan, ValidRecord};
+
+pub mod auth;
+pub mod postgres;
+pub mod sqlite;
+
+pub type CompanyId = i64;
+pub type IntegrationId = i64;
+/// Sequence number of a request: its arrival order, also the tie-breaker between versions
+/// with the same modifiedDate (the later upload wins).
+pub type RequestSeq = i64;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("invalid database URL: {0}")]
+    Url(String),
+}
+
+impl StoreError {
+    /// The database could not take the work now (pool exhausted); a retry may succeed.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Company {
+    pub id: CompanyId,
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessKeyInfo {
+    pub access_key: String,
+    pub company: String,
+    pub created_at: i64,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    pub token_id: String,
+    pub company: String,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub revoked: bool,
+}
+
+/// A stored credential: an access key (all scopes) or a bearer token (its scopes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCredential {
+    pub company_id: CompanyId,
+    /// SHA-256 of the secret.
+    pub secret_hash: Vec<u8>,
+    /// `None` for an access key: it may use every operation.
+    pub scopes: Option<Vec<String>>,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Integration {
+    pub id: IntegrationId,
+    pub company_id: CompanyId,
+    pub name: String,
+    pub owner_email: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    /// 0 switches the limit off.
+    pub per_second: u32,
+    pub per_day: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed,
+    Limited { retry_after_secs: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestStatus {
+    Pending,
+    InProgress,
+    Done,
+    Failed,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "PENDING",
+            RequestStatus::InProgress => "IN_PROGRESS",
+            RequestStatus::Done => "DONE",
+            RequestStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RequestStatus> {
+        Some(match s {
+            "PENDING" => RequestStatus::Pending,
+            "IN_PROGRESS" => RequestStatus::InProgress,
+            "DONE" => RequestStatus::Done,
+            "FAILED" => RequestStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// What the client sees of a request through `/v2/crm/request-status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestReport {
+    pub integration_id: IntegrationId,
+    pub status: RequestStatus,
+    /// At most [`intake_model::Report::LISTED_ERRORS`], in line order.
+    pub errors: Vec<LineError>,
+    pub error_count: u64,
+    pub success_count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUpload {
+    pub company_id: CompanyId,
+    pub integration_id: IntegrationId,
+    pub client_request_id: String,
+    pub object_type: ObjectType,
+    /// File name inside the spool directory.
+    pub spool_file: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkKind {
+    Upload {
+        object_type: ObjectType,
+        spool_file: String,
+    },
+    DeleteIntegration,
+}
+
+/// A request a worker holds the lease of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedWork {
+    pub seq: RequestSeq,
+    pub company_id: CompanyId,
+    pub integration_id: IntegrationId,
+    pub kind: WorkKind,
+    /// Unix seconds of the upload's acceptance (STAGE lines without modifiedDate take it).
+    pub accepted_at: i64,
+    /// Every physical line up to this one has been applied and counted.
+    pub checkpoint_line: u64,
+    pub success_count: u64,
+    pub error_count: u64,
+    /// How many errors are already listed (at most 20 are kept).
+    pub listed_errors: u64,
+}
+
+/// One transaction's worth of processing: records to store, errors to list, and the
+/// request's progress after it.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// (physical line, record) with `record.modified` already resolved.
+    pub records: Vec<(u64, ValidRecord)>,
+    /// Errors to list (the worker sends only those that fit in the first 20).
+    pub errors: Vec<LineError>,
+    pub checkpoint_line: u64,
+    pub success_count: u64,
+    pub error_count: u64,
+}
+
+/// One stored version of a record, for history and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub modified: i64,
+    pub seq: RequestSeq,
+    pub line: u64,
+    pub deleted: bool,
+    pub body: String,
+}
+
+/// Lost the lease: another worker has taken the request over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseLost;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short name of the backend, for logs.
+    fn backend(&self) -> &'static str;
+
+    // --- administration -------------------------------------------------------------
+    async fn create_company(&self, name: &str) -> Result<Company>;
+    async fn list_companies(&self) -> Result<Vec<Company>>;
+    async fn company_by_name(&self, name: &str) -> Result<Option<Company>>;
+    async fn insert_access_key(&self, company: CompanyId, key: &str, secret_hash: &[u8])
+        -> Result<()>;
+    async fn list_access_keys(&self) -> Result<Vec<AccessKeyInfo>>;
+    /// Returns false when there is no such key.
+    async fn revoke_access_key(&self, key: &str) -> Result<bool>;
+    async fn insert_token(
+        &self,
+        company: CompanyId,
+        token_id: &str,
+        secret_hash: &[u8],
+        scopes: &[String],
+    ) -> Result<()>;
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>>;
+    async fn revoke_token(&self, token_id: &str) -> Result<bool>;
+
+    // --- authentication and limits --------------------------------------------------
+    async fn find_access_key(&self, key: &str) -> Result<Option<StoredCredential>>;
+    async fn find_token(&self, token_id: &str) -> Result<Option<StoredCredential>>;
+    /// Counts one call of the company and says whether it is within the limits. The count
+    /// must hold for the company across every instance sharing the database.
+    async fn hit_rate_limit(
+        &self,
+        company: CompanyId,
+        limits: RateLimits,
+        now_unix_ms: i64,
+    ) -> Result<RateDecision>;
+
+    // --- integrations ---------------------------------------------------------------
+    /// `Err(Conflict)` when the company already has an active integration.
+    async fn register_integration(
+        &self,
+        company: CompanyId,
+        name: &str,
+        owner_email: &str,
+    ) -> Result<Integration>;
+    async fn list_integrations(&self, company: CompanyId) -> Result<Vec<Integration>>;
+    async fn find_integration(
+        &self,
+        company: CompanyId,
+        id: IntegrationId,
+    ) -> Result<Option<Integration>>;
+    /// Marks the integration deleted (at once: it no longer takes requests) and queues the
+    /// removal of its data as a request named `client_request_id`.
+    /// `Err(NotFound)` for an unknown integration, `Err(Conflict)` for a used request id.
+    async fn request_integration_delete(
+        &self,
+        company: CompanyId,
+        id: IntegrationId,
+        client_request_id: &str,
+    ) -> Result<()>;
+
+    // --- custom-field schema ------------------------------------------------------
+    async fn get_schema(
+        &self,
+        integration: IntegrationId,
+        object_type: Option<ObjectType>,
+    ) -> Result<Vec<(ObjectType, FieldDef)>>;
+    /// Replaces the schema of one type and removes the values of `plan.drop_values_of`
+    /// from every stored version of that type, in one transaction.
+    async fn replace_schema(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        plan: &SchemaPlan,
+    ) -> Result<()>;
+
+    // --- requests -------------------------------------------------------------------
+    async fn client_request_id_used(&self, company: CompanyId, client_request_id: &str)
+        -> Result<bool>;
+    /// Registers a durably spooled upload as PENDING. `Err(Conflict)` if the request id is
+    /// taken (the caller then removes its spool file).
+    async fn insert_upload(&self, upload: &NewUpload) -> Result<RequestSeq>;
+    async fn request_report(
+        &self,
+        company: CompanyId,
+        client_request_id: &str,
+    ) -> Result<Option<RequestReport>>;
+
+    // --- worker ---------------------------------------------------------------------
+    /// Takes the oldest request that is pending or whose lease has expired.
+    async fn claim_work(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedWork>>;
+    /// Extends the lease; `Err(LeaseLost)` inside `Ok` when another worker has it.
+    async fn heartbeat(
+        &self,
+        seq: RequestSeq,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Result<(), LeaseLost>>;
+    /// Stores one batch and the request's progress in one transaction, if the lease is
+    /// still ours.
+    async fn apply_batch(
+        &self,
+        work: &ClaimedWork,
+        worker: &str,
+        batch: &Batch,
+    ) -> Result<Result<(), LeaseLost>>;
+    /// Final status; `fatal_error` (line 0) when the file could not be read at all.
+    async fn finish_work(
+        &self,
+        seq: RequestSeq,
+        worker: &str,
+        status: RequestStatus,
+        fatal_error: Option<&str>,
+    ) -> Result<Result<(), LeaseLost>>;
+    /// Removes every object, version and schema field of the integration.
+    async fn purge_integration(&self, integration: IntegrationId) -> Result<()>;
+    /// Gives up the leases this worker holds (on shutdown), so another worker or a restart
+    /// resumes them from their checkpoint at once.
+    async fn release_leases(&self, worker: &str) -> Result<()>;
+    /// Waits until new work may be there (a new upload here or on another instance), or
+    /// `max` has passed.
+    async fn wait_for_work(&self, max: Duration);
+
+    // --- objects --------------------------------------------------------------------
+    /// Current state of each id: `None` for unknown or deleted records.
+    async fn current_objects(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        ids: &[String],
+    ) -> Result<HashMap<String, Option<String>>>;
+    /// Every stored version of one record, oldest first.
+    async fn versions(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        object_id: &str,
+    ) -> Result<Vec<Version>>;
+}
+
+/// Opens the store a database URL names: `sqlite://PATH` (created if missing) or
+/// `postgres://...`. Runs the migrations.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        postgres::PgStore::open(url).await.map(|_| unreachable!())
+    } else if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::Url(format!(
+            "{url}: expected sqlite://PATH or postgres://USER@HOST/DB"
+        )))
+    }
+}
+
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A random integration id: positive and above 2^53, like Gong's.
+pub fn random_integration_id() -> IntegrationId {
+    use rand::Rng;
+    rand::thread_rng().gen_range((1i64 << 53) + 1..i64::MAX)
+}
+
+/// Seconds until the next UTC midnight, for the daily limit's `Retry-After`.
+pub fn secs_to_next_utc_day(now_unix_ms: i64) -> u64 {
+    let day_ms = 86_400_000;
+    let next = (now_unix_ms.div_euclid(day_ms) + 1) * day_ms;
+    ((next - now_unix_ms) as u64).div_ceil(1000).max(1)
+}

@@ -1,0 +1,730 @@
+//! The embedded backend: one SQLite file in WAL mode. One instance owns it, so the rate
+//! limiter and the new-work signal live in memory.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use intake_model::{FieldDef, LineError, ObjectType, SchemaPlan};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use tokio::sync::Notify;
+
+use crate::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Rows per multi-row INSERT: 8 parameters each, well under SQLite's limit.
+const ROWS_PER_INSERT: usize = 500;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    new_work: Notify,
+    rate_windows: Mutex<HashMap<CompanyId, RateWindows>>,
+}
+
+#[derive(Default)]
+struct RateWindows {
+    second: i64,
+    second_count: u32,
+    day: i64,
+    day_count: u32,
+}
+
+fn now_secs() -> i64 {
+    now_unix_ms() / 1000
+}
+
+fn conflict_on_unique(err: sqlx::Error, message: &str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(message.to_string())
+        }
+        _ => StoreError::Database(err),
+    }
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .pragma("cache_size", "-32768")
+            .pragma("temp_store", "memory");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore {
+            pool,
+            new_work: Notify::new(),
+            rate_windows: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Write transactions take the write lock at once, so two writers queue on the busy
+    /// timeout instead of failing when a read would be upgraded.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create_company(&self, name: &str) -> Result<Company> {
+        let created_at = now_secs();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO companies (name, created_at) VALUES (?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(created_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| conflict_on_unique(e, &format!("company {name} already exists")))?;
+        Ok(Company { id, name: name.to_string(), created_at })
+    }
+
+    async fn list_companies(&self) -> Result<Vec<Company>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM companies ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Company { id: r.get(0), name: r.get(1), created_at: r.get(2) })
+            .collect())
+    }
+
+    async fn company_by_name(&self, name: &str) -> Result<Option<Company>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM companies WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| Company { id: r.get(0), name: r.get(1), created_at: r.get(2) }))
+    }
+
+    async fn insert_access_key(&self, company: CompanyId, key: &str, hash: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key, company_id, secret_hash, created_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(key)
+        .bind(company)
+        .bind(hash)
+        .bind(now_secs())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_access_keys(&self) -> Result<Vec<AccessKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT k.access_key, c.name, k.created_at, k.revoked FROM access_keys k \
+             JOIN companies c ON c.id = k.company_id ORDER BY c.name, k.created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AccessKeyInfo {
+                access_key: r.get(0),
+                company: r.get(1),
+                created_at: r.get(2),
+                revoked: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn revoke_access_key(&self, key: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE access_keys SET revoked = 1 WHERE access_key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_token(
+        &self,
+        company: CompanyId,
+        token_id: &str,
+        hash: &[u8],
+        scopes: &[String],
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (token_id, company_id, secret_hash, scopes, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token_id)
+        .bind(company)
+        .bind(hash)
+        .bind(scopes.join(" "))
+        .bind(now_secs())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT t.token_id, c.name, t.scopes, t.created_at, t.revoked FROM tokens t \
+             JOIN companies c ON c.id = t.company_id ORDER BY c.name, t.created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TokenInfo {
+                token_id: r.get(0),
+                company: r.get(1),
+                scopes: r.get::<String, _>(2).split_whitespace().map(String::from).collect(),
+                created_at: r.get(3),
+                revoked: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn revoke_token(&self, token_id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE tokens SET revoked = 1 WHERE token_id = ?")
+            .bind(token_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn find_access_key(&self, key: &str) -> Result<Option<StoredCredential>> {
+        let row = sqlx::query(
+            "SELECT company_id, secret_hash, revoked FROM access_keys WHERE access_key = ?",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| StoredCredential {
+            company_id: r.get(0),
+            secret_hash: r.get(1),
+            scopes: None,
+            revoked: r.get(2),
+        }))
+    }
+
+    async fn find_token(&self, token_id: &str) -> Result<Option<StoredCredential>> {
+        let row = sqlx::query(
+            "SELECT company_id, secret_hash, scopes, revoked FROM tokens WHERE token_id = ?",
+        )
+        .bind(token_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| StoredCredential {
+            company_id: r.get(0),
+            secret_hash: r.get(1),
+            scopes: Some(r.get::<String, _>(2).split_whitespace().map(String::from).collect()),
+            revoked: r.get(3),
+        }))
+    }
+
+    async fn hit_rate_limit(
+        &self,
+        company: CompanyId,
+        limits: RateLimits,
+        now_ms: i64,
+    ) -> Result<RateDecision> {
+        let mut windows = self.rate_windows.lock().expect("rate limiter poisoned");
+        let w = windows.entry(company).or_default();
+        let (second, day) = (now_ms.div_euclid(1000), now_ms.div_euclid(86_400_000));
+        if w.second != second {
+            w.second = second;
+            w.second_count = 0;
+        }
+        if w.day != day {
+            w.day = day;
+            w.day_count = 0;
+        }
+        w.second_count = w.second_count.saturating_add(1);
+        w.day_count = w.day_count.saturating_add(1);
+        Ok(if limits.per_day > 0 && w.day_count > limits.per_day {
+            RateDecision::Limited { retry_after_secs: secs_to_next_utc_day(now_ms) }
+        } else if limits.per_second > 0 && w.second_count > limits.per_second {
+            RateDecision::Limited { retry_after_secs: 1 }
+        } else {
+            RateDecision::Allowed
+        })
+    }
+
+    async fn register_integration(
+        &self,
+        company: CompanyId,
+        name: &str,
+        owner_email: &str,
+    ) -> Result<Integration> {
+        let id = random_integration_id();
+        sqlx::query(
+            "INSERT INTO integrations (id, company_id, name, owner_email, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(company)
+        .bind(name)
+        .bind(owner_email)
+        .bind(now_secs())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_on_unique(e, "integration already active"))?;
+        Ok(Integration {
+            id,
+            company_id: company,
+            name: name.to_string(),
+            owner_email: owner_email.to_string(),
+        })
+    }
+
+    async fn list_integrations(&self, company: CompanyId) -> Result<Vec<Integration>> {
+        let rows = sqlx::query(
+            "SELECT id, company_id, name, owner_email FROM integrations \
+             WHERE company_id = ? AND deleted = 0",
+        )
+        .bind(company)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(integration_from_row).collect())
+    }
+
+    async fn find_integration(
+        &self,
+        company: CompanyId,
+        id: IntegrationId,
+    ) -> Result<Option<Integration>> {
+        let row = sqlx::query(
+            "SELECT id, company_id, name, owner_email FROM integrations \
+             WHERE company_id = ? AND id = ? AND deleted = 0",
+        )
+        .bind(company)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(integration_from_row))
+    }
+
+    async fn request_integration_delete(
+        &self,
+        company: CompanyId,
+        id: IntegrationId,
+        client_request_id: &str,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let marked = sqlx::query(
+            "UPDATE integrations SET deleted = 1 WHERE company_id = ? AND id = ? AND deleted = 0",
+        )
+        .bind(company)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("integration {id}")));
+        }
+        sqlx::query(
+            "INSERT INTO requests (company_id, client_request_id, integration_id, kind, status, \
+             accepted_at) VALUES (?, ?, ?, 'DELETE_INTEGRATION', 'PENDING', ?)",
+        )
+        .bind(company)
+        .bind(client_request_id)
+        .bind(id)
+        .bind(now_secs())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, "client request id already used"))?;
+        tx.commit().await?;
+        self.new_work.notify_one();
+        Ok(())
+    }
+
+    async fn get_schema(
+        &self,
+        integration: IntegrationId,
+        object_type: Option<ObjectType>,
+    ) -> Result<Vec<(ObjectType, FieldDef)>> {
+        let rows = sqlx::query(
+            "SELECT object_type, definition FROM schema_fields WHERE integration_id = ? \
+             AND (? IS NULL OR object_type = ?) ORDER BY object_type, unique_name",
+        )
+        .bind(integration)
+        .bind(object_type.map(ObjectType::code))
+        .bind(object_type.map(ObjectType::code))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| schema_row(r.get(0), r.get(1))).collect()
+    }
+
+    async fn replace_schema(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        plan: &SchemaPlan,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM schema_fields WHERE integration_id = ? AND object_type = ?")
+            .bind(integration)
+            .bind(object_type.code())
+            .execute(&mut *tx)
+            .await?;
+        for field in &plan.keep {
+            sqlx::query(
+                "INSERT INTO schema_fields (integration_id, object_type, unique_name, definition) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(integration)
+            .bind(object_type.code())
+            .bind(&field.unique_name)
+            .bind(serde_json::to_string(field).expect("field definitions serialize"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for name in &plan.drop_values_of {
+            let path = json_path(name);
+            sqlx::query(
+                "UPDATE record_versions SET body = json_remove(body, ?) \
+                 WHERE integration_id = ? AND object_type = ? AND json_type(body, ?) IS NOT NULL",
+            )
+            .bind(&path)
+            .bind(integration)
+            .bind(object_type.code())
+            .bind(&path)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn client_request_id_used(&self, company: CompanyId, crid: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM requests WHERE company_id = ? AND client_request_id = ?",
+        )
+        .bind(company)
+        .bind(crid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn insert_upload(&self, upload: &NewUpload) -> Result<RequestSeq> {
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO requests (company_id, client_request_id, integration_id, kind, \
+             object_type, spool_file, status, accepted_at) \
+             VALUES (?, ?, ?, 'UPLOAD', ?, ?, 'PENDING', ?) RETURNING seq",
+        )
+        .bind(upload.company_id)
+        .bind(&upload.client_request_id)
+        .bind(upload.integration_id)
+        .bind(upload.object_type.code())
+        .bind(&upload.spool_file)
+        .bind(now_secs())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| conflict_on_unique(e, "client request id already used"))?;
+        self.new_work.notify_one();
+        Ok(seq)
+    }
+
+    async fn request_report(&self, company: CompanyId, crid: &str) -> Result<Option<RequestReport>> {
+        let Some(row) = sqlx::query(
+            "SELECT seq, integration_id, status, success_count, error_count FROM requests \
+             WHERE company_id = ? AND client_request_id = ?",
+        )
+        .bind(company)
+        .bind(crid)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let seq: i64 = row.get(0);
+        let errors = sqlx::query(
+            "SELECT line, description FROM request_errors WHERE seq = ? ORDER BY line LIMIT 20",
+        )
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| LineError { line: r.get::<i64, _>(0) as u64, description: r.get(1) })
+        .collect();
+        Ok(Some(RequestReport {
+            integration_id: row.get(1),
+            status: parse_status(row.get(2)),
+            errors,
+            success_count: row.get::<i64, _>(3) as u64,
+            error_count: row.get::<i64, _>(4) as u64,
+        }))
+    }
+
+    async fn claim_work(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedWork>> {
+        let now = now_unix_ms();
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "SELECT seq, company_id, integration_id, kind, object_type, spool_file, accepted_at, \
+             checkpoint_line, success_count, error_count, listed_errors FROM requests \
+             WHERE status = 'PENDING' \
+                OR (status = 'IN_PROGRESS' AND (lease_expires_ms IS NULL OR lease_expires_ms < ?)) \
+             ORDER BY seq LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let work = claimed_from_row(&row)?;
+        sqlx::query(
+            "UPDATE requests SET status = 'IN_PROGRESS', lease_owner = ?, lease_expires_ms = ? \
+             WHERE seq = ?",
+        )
+        .bind(worker)
+        .bind(now + lease.as_millis() as i64)
+        .bind(work.seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(work))
+    }
+
+    async fn heartbeat(
+        &self,
+        seq: RequestSeq,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Result<(), LeaseLost>> {
+        let done = sqlx::query(
+            "UPDATE requests SET lease_expires_ms = ? WHERE seq = ? AND lease_owner = ? \
+             AND status = 'IN_PROGRESS'",
+        )
+        .bind(now_unix_ms() + lease.as_millis() as i64)
+        .bind(seq)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(if done.rows_affected() == 1 { Ok(()) } else { Err(LeaseLost) })
+    }
+
+    async fn apply_batch(
+        &self,
+        work: &ClaimedWork,
+        worker: &str,
+        batch: &Batch,
+    ) -> Result<Result<(), LeaseLost>> {
+        let mut tx = self.begin_write().await?;
+        let owned = sqlx::query(
+            "UPDATE requests SET checkpoint_line = ?, success_count = ?, error_count = ?, \
+             listed_errors = listed_errors + ? \
+             WHERE seq = ? AND lease_owner = ? AND status = 'IN_PROGRESS'",
+        )
+        .bind(batch.checkpoint_line as i64)
+        .bind(batch.success_count as i64)
+        .bind(batch.error_count as i64)
+        .bind(batch.errors.len() as i64)
+        .bind(work.seq)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
+        if owned.rows_affected() != 1 {
+            return Ok(Err(LeaseLost));
+        }
+        let object_type = match &work.kind {
+            WorkKind::Upload { object_type, .. } => object_type.code(),
+            WorkKind::DeleteIntegration => return Ok(Err(LeaseLost)),
+        };
+        for chunk in batch.records.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO record_versions (integration_id, object_type, object_id, \
+                 modified, seq, line, deleted, body) ",
+            );
+            insert.push_values(chunk, |mut row, (line, record)| {
+                row.push_bind(work.integration_id)
+                    .push_bind(object_type)
+                    .push_bind(&record.object_id)
+                    .push_bind(record.modified.unwrap_or(work.accepted_at))
+                    .push_bind(work.seq)
+                    .push_bind(*line as i64)
+                    .push_bind(record.deleted)
+                    .push_bind(&record.body);
+            });
+            insert.build().persistent(true).execute(&mut *tx).await?;
+        }
+        for error in &batch.errors {
+            sqlx::query(
+                "INSERT OR IGNORE INTO request_errors (seq, line, description) VALUES (?, ?, ?)",
+            )
+            .bind(work.seq)
+            .bind(error.line as i64)
+            .bind(&error.description)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn finish_work(
+        &self,
+        seq: RequestSeq,
+        worker: &str,
+        status: RequestStatus,
+        fatal_error: Option<&str>,
+    ) -> Result<Result<(), LeaseLost>> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE requests SET status = ?, lease_owner = NULL, lease_expires_ms = NULL, \
+             error_count = error_count + ? WHERE seq = ? AND lease_owner = ? \
+             AND status = 'IN_PROGRESS'",
+        )
+        .bind(status.as_str())
+        .bind(fatal_error.is_some() as i64)
+        .bind(seq)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(Err(LeaseLost));
+        }
+        if let Some(description) = fatal_error {
+            sqlx::query(
+                "INSERT OR REPLACE INTO request_errors (seq, line, description) VALUES (?, 0, ?)",
+            )
+            .bind(seq)
+            .bind(description)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn purge_integration(&self, integration: IntegrationId) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for table in ["record_versions", "schema_fields"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = ?"))
+                .bind(integration)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_leases(&self, worker: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE requests SET lease_owner = NULL, lease_expires_ms = NULL \
+             WHERE lease_owner = ? AND status = 'IN_PROGRESS'",
+        )
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn wait_for_work(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.new_work.notified()).await;
+    }
+
+    async fn current_objects(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        ids: &[String],
+    ) -> Result<HashMap<String, Option<String>>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut found = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT deleted, body FROM record_versions WHERE integration_id = ? \
+                 AND object_type = ? AND object_id = ? ORDER BY modified DESC, seq DESC LIMIT 1",
+            )
+            .bind(integration)
+            .bind(object_type.code())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let body = row.and_then(|r| (!r.get::<bool, _>(0)).then(|| r.get::<String, _>(1)));
+            found.insert(id.clone(), body);
+        }
+        Ok(found)
+    }
+
+    async fn versions(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        object_id: &str,
+    ) -> Result<Vec<Version>> {
+        let rows = sqlx::query(
+            "SELECT modified, seq, line, deleted, body FROM record_versions \
+             WHERE integration_id = ? AND object_type = ? AND object_id = ? \
+             ORDER BY modified, seq",
+        )
+        .bind(integration)
+        .bind(object_type.code())
+        .bind(object_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Version {
+                modified: r.get(0),
+                seq: r.get(1),
+                line: r.get::<i64, _>(2) as u64,
+                deleted: r.get(3),
+                body: r.get(4),
+            })
+            .collect())
+    }
+}
+
+fn integration_from_row(r: &sqlx::sqlite::SqliteRow) -> Integration {
+    Integration { id: r.get(0), company_id: r.get(1), name: r.get(2), owner_email: r.get(3) }
+}
+
+fn claimed_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ClaimedWork> {
+    let kind = match r.get::<&str, _>(3) {
+        "UPLOAD" => WorkKind::Upload {
+            object_type: object_type_of(r.get(4))?,
+            spool_file: r.get(5),
+        },
+        _ => WorkKind::DeleteIntegration,
+    };
+    Ok(ClaimedWork {
+        seq: r.get(0),
+        company_id: r.get(1),
+        integration_id: r.get(2),
+        kind,
+        accepted_at: r.get(6),
+        checkpoint_line: r.get::<i64, _>(7) as u64,
+        success_count: r.get::<i64, _>(8) as u64,
+        error_count: r.get::<i64, _>(9) as u64,
+        listed_errors: r.get::<i64, _>(10) as u64,
+    })
+}
+
+pub(crate) fn object_type_of(code: i16) -> Result<ObjectType> {
+    ObjectType::from_code(code)
+        .ok_or_else(|| StoreError::NotFound(format!("object type code {code} in the database")))
+}
+
+pub(crate) fn schema_row(code: i16, definition: String) -> Result<(ObjectType, FieldDef)> {
+    let field = serde_json::from_str(&definition)
+        .map_err(|e| StoreError::NotFound(format!("unreadable field definition: {e}")))?;
+    Ok((object_type_of(code)?, field))
+}
+
+pub(crate) fn parse_status(s: String) -> RequestStatus {
+    RequestStatus::parse(&s).unwrap_or(RequestStatus::Failed)
+}
+
+/// SQLite JSON path of a top-level key, quoted so that dots and brackets are literal.
+fn json_path(key: &str) -> String {
+    format!("$.\"{}\"", key.replace('"', "\\\""))
+}
