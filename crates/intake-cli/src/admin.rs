@@ -125,7 +125,10 @@ async fn company_id(store: &dyn Store, name: &str) -> Result<i64, Failure> {
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
 }
 
 async fn execute(command: AdminCommand) -> Result<(), Failure> {
@@ -182,7 +185,11 @@ async fn execute(command: AdminCommand) -> Result<(), Failure> {
             }
             println!("revoked {access_key}");
         }
-        AdminCommand::Token(TokenCommand::Create { company, scopes, common }) => {
+        AdminCommand::Token(TokenCommand::Create {
+            company,
+            scopes,
+            common,
+        }) => {
             let (_, store) = open_store(&common.data).await?;
             let id = company_id(store.as_ref(), &company).await?;
             let token = auth::create_token(store.as_ref(), id, &scopes).await?;
@@ -200,7 +207,12 @@ async fn execute(command: AdminCommand) -> Result<(), Failure> {
             } else {
                 for t in tokens {
                     let state = if t.revoked { "revoked" } else { "active" };
-                    println!("{}\t{}\t{}\t{state}", t.token_id, t.company, t.scopes.join(","));
+                    println!(
+                        "{}\t{}\t{}\t{state}",
+                        t.token_id,
+                        t.company,
+                        t.scopes.join(",")
+                    );
                 }
             }
         }

@@ -9,7 +9,11 @@ mod client;
 mod serve;
 
 #[derive(Parser)]
-#[command(name = "intake", version, about = "A self-hosted server for Gong's generic CRM API, and its client")]
+#[command(
+    name = "intake",
+    version,
+    about = "A self-hosted server for Gong's generic CRM API, and its client"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -63,7 +63,9 @@ struct ConfigFile {
 }
 
 fn read_config(path: Option<&Path>) -> anyhow::Result<ConfigFile> {
-    let Some(path) = path else { return Ok(ConfigFile::default()) };
+    let Some(path) = path else {
+        return Ok(ConfigFile::default());
+    };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
@@ -83,9 +85,11 @@ fn resolve_data(args: &DataArgs, file: &ConfigFile) -> anyhow::Result<DataConfig
         .unwrap_or_else(|| PathBuf::from("intake-data"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let database = args.database.clone().or_else(|| file.database.clone()).unwrap_or_else(|| {
-        format!("sqlite://{}", data_dir.join("intake.db").display())
-    });
+    let database = args
+        .database
+        .clone()
+        .or_else(|| file.database.clone())
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("intake.db").display()));
     Ok(DataConfig { data_dir, database })
 }
 
@@ -113,7 +117,10 @@ pub async fn run(args: ServeArgs) -> u8 {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -122,23 +129,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = intake_store::open(&data.database)
         .await
         .with_context(|| format!("cannot open database {}", data.database))?;
-    let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     ensure_initial_credentials(store.as_ref(), &data.data_dir, address).await?;
-    let spool_dir = args.spool_dir.or(file.spool_dir).unwrap_or_else(|| data.data_dir.join("spool"));
+    let spool_dir = args
+        .spool_dir
+        .or(file.spool_dir)
+        .unwrap_or_else(|| data.data_dir.join("spool"));
     let state = AppState {
         store: store.clone(),
         spool: Spool::open(&spool_dir).await?,
         rate_limits: RateLimits {
-            per_second: args.rate_limit_per_second.or(file.rate_limit_per_second).unwrap_or(3),
-            per_day: args.rate_limit_per_day.or(file.rate_limit_per_day).unwrap_or(10_000),
+            per_second: args
+                .rate_limit_per_second
+                .or(file.rate_limit_per_second)
+                .unwrap_or(3),
+            per_day: args
+                .rate_limit_per_day
+                .or(file.rate_limit_per_day)
+                .unwrap_or(10_000),
         },
     };
     let worker = WorkerConfig {
-        lease: Duration::from_secs(args.lease_seconds.or(file.lease_seconds).unwrap_or(30).max(1)),
+        lease: Duration::from_secs(
+            args.lease_seconds
+                .or(file.lease_seconds)
+                .unwrap_or(30)
+                .max(1),
+        ),
         ..WorkerConfig::default()
     };
     tracing::info!(%address, database = store.backend(), "intake listening");
@@ -190,7 +214,10 @@ async fn ensure_initial_credentials(
         "accessKeySecret": secret,
     });
     write_private(&path, &serde_json::to_string_pretty(&body)?)?;
-    println!("created company 'default'; its access key is in {}", path.display());
+    println!(
+        "created company 'default'; its access key is in {}",
+        path.display()
+    );
     Ok(())
 }
 

@@ -23,7 +23,7 @@ impl Rng {
         items[self.below(items.len() as u64) as usize]
     }
     fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 }
 
@@ -35,36 +35,126 @@ fn mix(mut z: u64) -> u64 {
 }
 
 const FIRST: &[&str] = &[
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
-    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
-    "Charles", "Karen", "Noa", "Yosef", "Aiko", "Ravi", "Priya", "Chen", "Olga", "Lars", "Fatima",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Noa",
+    "Yosef",
+    "Aiko",
+    "Ravi",
+    "Priya",
+    "Chen",
+    "Olga",
+    "Lars",
+    "Fatima",
     "Mateo",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor",
-    "Moore", "Jackson", "Martin", "Levi", "Cohen", "Tanaka", "Sharma", "Patel", "Wang", "Ivanova",
-    "Nilsson", "Haddad", "Silva",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Levi",
+    "Cohen",
+    "Tanaka",
+    "Sharma",
+    "Patel",
+    "Wang",
+    "Ivanova",
+    "Nilsson",
+    "Haddad",
+    "Silva",
 ];
 const COMPANY: &[&str] = &[
-    "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell",
-    "cyberdyne", "soylent", "vandelay", "pbr", "aperture", "massive", "oscorp", "gringotts",
-    "monarch", "nakatomi", "prestige",
+    "acme",
+    "globex",
+    "initech",
+    "umbrella",
+    "hooli",
+    "stark",
+    "wayne",
+    "wonka",
+    "tyrell",
+    "cyberdyne",
+    "soylent",
+    "vandelay",
+    "pbr",
+    "aperture",
+    "massive",
+    "oscorp",
+    "gringotts",
+    "monarch",
+    "nakatomi",
+    "prestige",
 ];
 const TLD: &[&str] = &["com", "io", "co.uk", "de", "net", "org", "com.au", "fr"];
 const TITLE: &[&str] = &[
-    "VP Sales", "Account Executive", "CFO", "Head of Procurement", "Software Engineer",
-    "Director of Operations", "CTO", "Marketing Manager", "VP Special Effects", "Office Manager",
+    "VP Sales",
+    "Account Executive",
+    "CFO",
+    "Head of Procurement",
+    "Software Engineer",
+    "Director of Operations",
+    "CTO",
+    "Marketing Manager",
+    "VP Special Effects",
+    "Office Manager",
 ];
 const STAGES: &[&str] = &[
-    "prospecting", "discovery", "qualification", "proposal", "negotiation", "won", "lost",
+    "prospecting",
+    "discovery",
+    "qualification",
+    "proposal",
+    "negotiation",
+    "won",
+    "lost",
 ];
 const STAGE_NAMES: &[&str] = &[
-    "Prospecting", "Discovery", "Qualification", "Proposal", "Negotiation", "Closed Won",
+    "Prospecting",
+    "Discovery",
+    "Qualification",
+    "Proposal",
+    "Negotiation",
+    "Closed Won",
     "Closed Lost",
 ];
 const DEAL_KIND: &[&str] = &["Expansion", "Renewal", "New Business", "Upsell", "Pilot"];
-const OFFSETS: &[&str] = &["Z", "Z", "Z", "+01:00", "-05:00", "+05:30", "+02:00", "-08:00"];
+const OFFSETS: &[&str] = &[
+    "Z", "Z", "Z", "+01:00", "-05:00", "+05:30", "+02:00", "-08:00",
+];
 const INDUSTRY: &[&str] = &["Investor", "Retail", "Manufacturing", "Software", "Health"];
 
 const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -194,7 +284,9 @@ fn valid_line(rng: &mut Rng, ty: ObjectType, n: u64, key: u64) -> String {
                 ObjectType::Lead => "leads",
                 _ => "users",
             };
-            o.s("url", &format!("https://crm.example.com/{path}/{oid}"));
+            if rng.chance(0.7) {
+                o.s("url", &format!("https://crm.com/{path}/{oid}"));
+            }
             if rng.chance(0.02) {
                 o.raw("isDeleted", "true");
             }
@@ -202,7 +294,11 @@ fn valid_line(rng: &mut Rng, ty: ObjectType, n: u64, key: u64) -> String {
     }
     match ty {
         ObjectType::Account => {
-            let name = format!("{}{} Inc.", &company[..1].to_ascii_uppercase(), &company[1..]);
+            let name = format!(
+                "{}{} Inc.",
+                &company[..1].to_ascii_uppercase(),
+                &company[1..]
+            );
             o.s("name", &name);
             let domains = if rng.chance(0.3) {
                 format!("[\"{company}.{tld}\",\"{company}-group.com\"]")
@@ -224,9 +320,18 @@ fn valid_line(rng: &mut Rng, ty: ObjectType, n: u64, key: u64) -> String {
             o.s("title", rng.pick(TITLE));
             o.s("phoneNumber", &phone(rng));
             if ty == ObjectType::Lead && rng.chance(0.2) {
-                o.s("convertedToDealId", &id(ObjectType::Deal, rng.below(1 << 40)));
-                o.s("convertedToContactId", &id(ObjectType::Contact, rng.below(1 << 40)));
-                o.s("convertedToAccountId", &id(ObjectType::Account, rng.below(1 << 40)));
+                o.s(
+                    "convertedToDealId",
+                    &id(ObjectType::Deal, rng.below(1 << 40)),
+                );
+                o.s(
+                    "convertedToContactId",
+                    &id(ObjectType::Contact, rng.below(1 << 40)),
+                );
+                o.s(
+                    "convertedToAccountId",
+                    &id(ObjectType::Account, rng.below(1 << 40)),
+                );
             }
         }
         ObjectType::Deal => {
@@ -292,11 +397,17 @@ fn spoil(rng: &mut Rng, ty: ObjectType, line: String) -> String {
         // objectId with forbidden characters
         4 => format!("{{\"objectId\":\"bad id!{}", &line[oid_end..]),
         // relative url
-        5 => format!("{},\"url\":\"crm.example.com/x\"}}", &line[..line.len() - 1])
-            .replacen("\"url\":\"https://", "\"link\":\"https://", 1),
+        5 => format!(
+            "{},\"url\":\"crm.example.com/x\"}}",
+            &line[..line.len() - 1]
+        )
+        .replacen("\"url\":\"https://", "\"link\":\"https://", 1),
         // isDeleted not a boolean
-        6 => format!("{},\"isDeleted\":\"yes\"}}", &line[..line.len() - 1])
-            .replacen("\"isDeleted\":true,", "", 1),
+        6 => format!("{},\"isDeleted\":\"yes\"}}", &line[..line.len() - 1]).replacen(
+            "\"isDeleted\":true,",
+            "",
+            1,
+        ),
         // unquoted value, as in the seed's DEAL example
         7 => format!("{},\"status\": OPEN}}", &line[..line.len() - 1]),
         // type-specific rule

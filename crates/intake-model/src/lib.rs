@@ -12,8 +12,7 @@ mod schema;
 mod types;
 
 pub use formats::{
-    is_domain, is_email, is_http_url, is_object_id, parse_date, parse_datetime,
-    MAX_OBJECT_ID_LEN,
+    is_domain, is_email, is_http_url, is_object_id, parse_date, parse_datetime, MAX_OBJECT_ID_LEN,
 };
 pub use reader::{FileValidator, LineOutcome, MAX_LINE_BYTES};
 pub use record::{validate_record, ValidRecord};

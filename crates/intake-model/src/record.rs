@@ -39,7 +39,7 @@ enum Val<'a> {
     Num(Number),
     Str(Cow<'a, str>),
     /// Nested arrays and objects are rare (domains, STRINGARRAY, ad-hoc custom fields).
-    Json(Value),
+    Json(Box<Value>),
 }
 
 impl Val<'_> {
@@ -49,7 +49,7 @@ impl Val<'_> {
             Val::Bool(_) => "a boolean",
             Val::Num(_) => "a number",
             Val::Str(_) => "a string",
-            Val::Json(Value::Array(_)) => "an array",
+            Val::Json(j) if j.is_array() => "an array",
             Val::Json(_) => "an object",
         }
     }
@@ -92,10 +92,12 @@ impl<'de> Visitor<'de> for ValVisitor {
         Ok(Val::Str(Cow::Owned(v)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Val<'de>, A::Error> {
-        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Val::Json)
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq))
+            .map(|v| Val::Json(Box::new(v)))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Val<'de>, A::Error> {
-        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Val::Json)
+        Value::deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(|v| Val::Json(Box::new(v)))
     }
 }
 
@@ -160,7 +162,9 @@ impl<'de> Deserialize<'de> for Fields<'de> {
 
 fn parse_line(line: &[u8]) -> Result<Fields<'_>, String> {
     let s = std::str::from_utf8(line).map_err(|_| "Line is not valid UTF-8".to_owned())?;
-    let first = s.bytes().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let first = s
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if first != Some(b'{') {
         return Err(match serde_json::from_str::<de::IgnoredAny>(s) {
             Ok(_) => "Line is not a JSON object".to_owned(),
@@ -178,6 +182,9 @@ fn push_json_str(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
         let esc: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -202,14 +209,9 @@ fn push_json_str(out: &mut String, s: &str) {
 }
 
 fn push_number(out: &mut String, n: &Number) {
-    if let Some(i) = n.as_i64() {
-        let _ = write!(out, "{i}");
-    } else if let Some(u) = n.as_u64() {
-        let _ = write!(out, "{u}");
-    } else {
-        // serde_json's own float formatting (shortest round-trip representation).
-        out.push_str(&serde_json::to_string(n).unwrap_or_else(|_| "0".to_owned()));
-    }
+    // serde_json's Display: itoa for integers, the shortest round-trip form for floats,
+    // exactly what its serializer writes.
+    let _ = write!(out, "{n}");
 }
 
 struct Body {
@@ -229,6 +231,21 @@ impl Body {
         push_json_str(&mut self.out, k);
         self.out.push(':');
     }
+    /// A key of the line: one that borrows from it needs no escaping (see `val_field`).
+    #[allow(clippy::ptr_arg)] // whether the key borrows from the line is the point
+    fn line_key(&mut self, k: &Cow<'_, str>) {
+        match k {
+            Cow::Borrowed(k) => {
+                if self.out.len() > 1 {
+                    self.out.push(',');
+                }
+                self.out.push('"');
+                self.out.push_str(k);
+                self.out.push_str("\":");
+            }
+            Cow::Owned(k) => self.key(k),
+        }
+    }
     fn str_field(&mut self, k: &str, v: &str) {
         self.key(k);
         push_json_str(&mut self.out, v);
@@ -237,17 +254,25 @@ impl Body {
         self.key(k);
         self.out.push_str(raw);
     }
-    fn val_field(&mut self, k: &str, v: &Val<'_>) {
-        self.key(k);
+    #[allow(clippy::ptr_arg)] // see line_key
+    fn val_field(&mut self, k: &Cow<'_, str>, v: &Val<'_>) {
+        self.line_key(k);
         match v {
             Val::Null => self.out.push_str("null"),
             Val::Bool(true) => self.out.push_str("true"),
             Val::Bool(false) => self.out.push_str("false"),
             Val::Num(n) => push_number(&mut self.out, n),
+            // A string that borrows from the line had no escapes in it, and JSON forbids raw
+            // control characters, quotes and backslashes: it needs no escaping.
+            Val::Str(Cow::Borrowed(s)) => {
+                self.out.push('"');
+                self.out.push_str(s);
+                self.out.push('"');
+            }
             Val::Str(s) => push_json_str(&mut self.out, s),
             Val::Json(j) => self
                 .out
-                .push_str(&serde_json::to_string(j).unwrap_or_else(|_| "null".to_owned())),
+                .push_str(&serde_json::to_string(&**j).unwrap_or_else(|_| "null".to_owned())),
         }
     }
     fn finish(mut self) -> String {
@@ -315,14 +340,6 @@ fn datetime_msg(field: &str) -> String {
     format!("Field [{field}] must be an ISO-8601 datetime without milliseconds")
 }
 
-fn find<'v, 'a>(fields: &'v [(Cow<'a, str>, Val<'a>)], key: &str) -> Option<&'v Val<'a>> {
-    fields
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .filter(|v| !matches!(v, Val::Null))
-}
-
 fn check_duplicate_keys(fields: &[(Cow<'_, str>, Val<'_>)]) -> Result<(), String> {
     let dup = |k: &str| format!("Field [{k}] appears more than once in the line");
     if fields.len() <= 32 {
@@ -354,7 +371,11 @@ fn as_text<'v>(key: &str, v: &'v Val<'_>) -> Result<&'v str, String> {
 
 fn check_custom(key: &str, def: &crate::FieldDef, v: &Val<'_>) -> Result<(), String> {
     let t = def.field_type;
-    let bad = |what: &str| Err(format!("Field [{key}] must be {what} (custom field of type {t})"));
+    let bad = |what: &str| {
+        Err(format!(
+            "Field [{key}] must be {what} (custom field of type {t})"
+        ))
+    };
     match t {
         FieldType::Date => match v {
             Val::Str(s) if formats::parse_date(s).is_some() => Ok(()),
@@ -392,7 +413,7 @@ fn check_custom(key: &str, def: &crate::FieldDef, v: &Val<'_>) -> Result<(), Str
             }
         }
         FieldType::StringArray => match v {
-            Val::Json(Value::Array(a)) if a.iter().all(Value::is_string) => Ok(()),
+            Val::Json(j) if j.as_array().is_some_and(|a| a.iter().all(Value::is_string)) => Ok(()),
             _ => bad("an array of strings"),
         },
         FieldType::Id | FieldType::String | FieldType::PhoneNumber | FieldType::Reference => {
@@ -421,18 +442,38 @@ fn check_custom(key: &str, def: &crate::FieldDef, v: &Val<'_>) -> Result<(), Str
 /// `isActive: false`, and then the missing defaults appended in this order: `isDeleted`
 /// false (every type); ACCOUNT `name`; DEAL `name`, `status` "OPEN", `amount` 0; STAGE
 /// `isActive` true, `sortOrder` 1. Strings are re-escaped the way serde_json writes them.
-pub fn validate_record(ty: ObjectType, schema: &Schema, line: &[u8]) -> Result<ValidRecord, String> {
+pub fn validate_record(
+    ty: ObjectType,
+    schema: &Schema,
+    line: &[u8],
+) -> Result<ValidRecord, String> {
     let Fields(fields) = parse_line(line)?;
     check_duplicate_keys(&fields)?;
 
-    let object_id = match find(&fields, "objectId") {
+    // Positions of the keys the line-level rules need (null values count as absent).
+    let (mut oid, mut mdate, mut del, mut email, mut name) = (None, None, None, None, None);
+    for (k, v) in &fields {
+        if matches!(v, Val::Null) {
+            continue;
+        }
+        match k.as_ref() {
+            "objectId" => oid = Some(v),
+            "modifiedDate" => mdate = Some(v),
+            "isDeleted" => del = Some(v),
+            "emailAddress" => email = Some(v),
+            "name" => name = Some(v),
+            _ => {}
+        }
+    }
+
+    let object_id = match oid {
         None => return Err(mandatory("objectId")),
         Some(Val::Str(s)) if s.is_empty() => return Err(mandatory("objectId")),
         Some(Val::Str(s)) if formats::is_object_id(s) => s.as_ref(),
         Some(_) => return Err(MSG_OBJECT_ID.to_owned()),
     };
 
-    let modified = match find(&fields, "modifiedDate") {
+    let modified = match mdate {
         None if ty == ObjectType::Stage => None,
         None => return Err(mandatory("modifiedDate")),
         Some(Val::Str(s)) if s.is_empty() && ty != ObjectType::Stage => {
@@ -445,26 +486,26 @@ pub fn validate_record(ty: ObjectType, schema: &Schema, line: &[u8]) -> Result<V
         Some(_) => return Err(datetime_msg("modifiedDate")),
     };
 
-    let is_deleted = match find(&fields, "isDeleted") {
-        None => None,
-        Some(Val::Bool(b)) => Some(*b),
-        Some(_) => return Err("Field [isDeleted] must be a boolean".to_owned()),
-    };
-    let deleted_flag = is_deleted.unwrap_or(false);
-
     // Mandatory fields of the type (presence only; their format is checked below).
-    let required: &[&str] = match ty {
-        ObjectType::BusinessUser if !deleted_flag => &["emailAddress"],
-        ObjectType::Stage => &["name"],
-        _ => &[],
+    let deleted_flag = matches!(del, Some(Val::Bool(true)));
+    let required = match ty {
+        ObjectType::BusinessUser if !deleted_flag => Some(("emailAddress", email)),
+        ObjectType::Stage => Some(("name", name)),
+        _ => None,
     };
-    for &f in required {
-        match find(&fields, f) {
+    if let Some((f, v)) = required {
+        match v {
             None => return Err(mandatory(f)),
             Some(Val::Str(s)) if s.is_empty() => return Err(mandatory(f)),
             _ => {}
         }
     }
+
+    let is_deleted = match del {
+        None => None,
+        Some(Val::Bool(b)) => Some(*b),
+        Some(_) => return Err("Field [isDeleted] must be a boolean".to_owned()),
+    };
 
     let mut body = Body::with_capacity(line.len() + 48);
     let mut have_name = false;
@@ -473,8 +514,8 @@ pub fn validate_record(ty: ObjectType, schema: &Schema, line: &[u8]) -> Result<V
     let mut have_active = false;
     let mut have_sort = false;
 
-    for (key, v) in &fields {
-        let key: &str = key;
+    for (line_key, v) in &fields {
+        let key: &str = line_key;
         if matches!(v, Val::Null) {
             continue;
         }
@@ -494,7 +535,8 @@ pub fn validate_record(ty: ObjectType, schema: &Schema, line: &[u8]) -> Result<V
             }
             Some(Rule::Domains) => {
                 let ok = match v {
-                    Val::Json(Value::Array(a)) => {
+                    Val::Json(j) if j.is_array() => {
+                        let a = j.as_array().map_or(&[][..], Vec::as_slice);
                         for d in a {
                             match d {
                                 Value::String(s) if formats::is_domain(s) => {}
@@ -570,7 +612,7 @@ pub fn validate_record(ty: ObjectType, schema: &Schema, line: &[u8]) -> Result<V
                 }
             }
         }
-        body.val_field(key, v);
+        body.val_field(line_key, v);
     }
 
     if is_deleted.is_none() {
@@ -578,7 +620,11 @@ pub fn validate_record(ty: ObjectType, schema: &Schema, line: &[u8]) -> Result<V
     }
     match ty {
         ObjectType::Account | ObjectType::Deal if !have_name => {
-            let prefix = if ty == ObjectType::Account { "Account_#" } else { "Deal_#" };
+            let prefix = if ty == ObjectType::Account {
+                "Account_#"
+            } else {
+                "Deal_#"
+            };
             body.str_field("name", &format!("{prefix}{object_id}"));
         }
         _ => {}

@@ -142,7 +142,9 @@ pub fn parse_schema_upload(body: &[u8]) -> Result<Vec<FieldDef>, Vec<String>> {
         let label = match obj.get("label") {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(Value::String(_)) | Some(Value::Null) | None => {
-                errors.push(format!("Mandatory field [label] is missing or empty ({who})"));
+                errors.push(format!(
+                    "Mandatory field [label] is missing or empty ({who})"
+                ));
                 None
             }
             Some(_) => {
@@ -156,11 +158,15 @@ pub fn parse_schema_upload(body: &[u8]) -> Result<Vec<FieldDef>, Vec<String>> {
         };
         let field_type = match obj.get("type") {
             None | Some(Value::Null) => {
-                errors.push(format!("Mandatory field [type] is missing or empty ({who})"));
+                errors.push(format!(
+                    "Mandatory field [type] is missing or empty ({who})"
+                ));
                 None
             }
             Some(Value::String(s)) if s.is_empty() => {
-                errors.push(format!("Mandatory field [type] is missing or empty ({who})"));
+                errors.push(format!(
+                    "Mandatory field [type] is missing or empty ({who})"
+                ));
                 None
             }
             Some(Value::String(s)) => match FieldType::parse(s) {
@@ -207,9 +213,7 @@ pub fn parse_schema_upload(body: &[u8]) -> Result<Vec<FieldDef>, Vec<String>> {
         let mut values = None;
         if field_type == Some(FieldType::Picklist) {
             match obj.get("orderedValueList") {
-                Some(Value::Array(a))
-                    if !a.is_empty() && a.iter().all(Value::is_string) =>
-                {
+                Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
                     values = Some(
                         a.iter()
                             .filter_map(|v| v.as_str().map(str::to_owned))

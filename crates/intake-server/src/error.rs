@@ -15,7 +15,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, errors: vec![message.into()], retry_after: None }
+        ApiError {
+            status,
+            errors: vec![message.into()],
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -23,7 +27,11 @@ impl ApiError {
     }
 
     pub fn bad_request_all(errors: Vec<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, errors, retry_after: None }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            errors,
+            retry_after: None,
+        }
     }
 
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
@@ -63,7 +71,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         if err.is_busy() {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "The database is busy; try again shortly")
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is busy; try again shortly",
+            )
         } else {
             ApiError::internal(err)
         }

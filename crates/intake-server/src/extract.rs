@@ -59,7 +59,11 @@ impl FromRequestParts<AppState> for Caller {
         let principal = principal.ok_or_else(|| ApiError::unauthorized("Invalid credentials"))?;
         if let RateDecision::Limited { retry_after_secs } = state
             .store
-            .hit_rate_limit(principal.company_id, state.rate_limits, intake_store::now_unix_ms())
+            .hit_rate_limit(
+                principal.company_id,
+                state.rate_limits,
+                intake_store::now_unix_ms(),
+            )
             .await?
         {
             return Err(ApiError::too_many_requests(retry_after_secs));
@@ -79,16 +83,24 @@ impl QueryParams {
     }
 
     pub fn optional(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
-    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
-        self.optional(name)
-            .ok_or_else(|| ApiError::bad_request(format!("Mandatory field [{name}] is missing or empty")))
+        self.optional(name).ok_or_else(|| {
+            ApiError::bad_request(format!("Mandatory field [{name}] is missing or empty"))
+        })
     }
 
     pub fn integration_id(&self) -> Result<IntegrationId, ApiError> {
@@ -105,24 +117,33 @@ impl QueryParams {
         self.parse_object_type(raw, allowed)
     }
 
-    pub fn optional_object_type(&self, allowed: &[ObjectType]) -> Result<Option<ObjectType>, ApiError> {
-        self.optional("objectType").map(|raw| self.parse_object_type(raw, allowed)).transpose()
+    pub fn optional_object_type(
+        &self,
+        allowed: &[ObjectType],
+    ) -> Result<Option<ObjectType>, ApiError> {
+        self.optional("objectType")
+            .map(|raw| self.parse_object_type(raw, allowed))
+            .transpose()
     }
 
     fn parse_object_type(&self, raw: &str, allowed: &[ObjectType]) -> Result<ObjectType, ApiError> {
-        ObjectType::parse(raw).filter(|t| allowed.contains(t)).ok_or_else(|| {
-            let names: Vec<_> = allowed.iter().map(|t| t.as_str()).collect();
-            ApiError::bad_request(format!(
-                "Field [objectType] must be one of {} (case-sensitive), got [{raw}]",
-                names.join(", ")
-            ))
-        })
+        ObjectType::parse(raw)
+            .filter(|t| allowed.contains(t))
+            .ok_or_else(|| {
+                let names: Vec<_> = allowed.iter().map(|t| t.as_str()).collect();
+                ApiError::bad_request(format!(
+                    "Field [objectType] must be one of {} (case-sensitive), got [{raw}]",
+                    names.join(", ")
+                ))
+            })
     }
 
     pub fn client_request_id(&self) -> Result<&str, ApiError> {
         let raw = self.required("clientRequestId")?;
         let valid = raw.len() <= 128
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if valid {
             Ok(raw)
         } else {

@@ -47,7 +47,9 @@ pub fn router(state: AppState) -> Router {
     let crm = Router::new()
         .route(
             "/integrations",
-            get(integrations::list).put(integrations::register).delete(integrations::delete),
+            get(integrations::list)
+                .put(integrations::register)
+                .delete(integrations::delete),
         )
         .route("/entity-schema", get(schema::list).post(schema::upload))
         .route(
@@ -78,7 +80,9 @@ pub async fn serve(
     let worker = Worker::new(state.store.clone(), state.spool.clone(), worker_config);
     let worker = tokio::spawn(worker.run(worker_stopped));
     let app = router(state);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     let _ = stop_worker.send(true);
     let _ = worker.await;
     served

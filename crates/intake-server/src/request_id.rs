@@ -18,7 +18,9 @@ pub fn new_request_id() -> String {
     const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::thread_rng();
     let len = rng.gen_range(17..=19);
-    (0..len).map(|_| DIGITS[rng.gen_range(0..36)] as char).collect()
+    (0..len)
+        .map(|_| DIGITS[rng.gen_range(0..36)] as char)
+        .collect()
 }
 
 /// The id of the request being served (empty outside of one).

@@ -24,7 +24,10 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { lease: Duration::from_secs(30), batch_lines: 5_000 }
+        WorkerConfig {
+            lease: Duration::from_secs(30),
+            batch_lines: 5_000,
+        }
     }
 }
 
@@ -48,8 +51,17 @@ enum Outcome {
 
 impl Worker {
     pub fn new(store: Arc<dyn Store>, spool: Spool, config: WorkerConfig) -> Worker {
-        let id = format!("worker-{}-{:08x}", std::process::id(), rand::random::<u32>());
-        Worker { store, spool, config, id }
+        let id = format!(
+            "worker-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        Worker {
+            store,
+            spool,
+            config,
+            id,
+        }
     }
 
     /// Runs until `shutdown` turns true, then hands back what it holds.
@@ -89,8 +101,12 @@ impl Worker {
     ) -> intake_store::Result<()> {
         let heartbeat = self.spawn_heartbeat(work.seq);
         let result = match &work.kind {
-            WorkKind::Upload { object_type, spool_file } => {
-                self.process_upload(&work, *object_type, spool_file, shutdown).await
+            WorkKind::Upload {
+                object_type,
+                spool_file,
+            } => {
+                self.process_upload(&work, *object_type, spool_file, shutdown)
+                    .await
             }
             WorkKind::DeleteIntegration => {
                 self.store.purge_integration(work.integration_id).await?;
@@ -135,10 +151,16 @@ impl Worker {
         status: RequestStatus,
         fatal: Option<&str>,
     ) -> intake_store::Result<Outcome> {
-        Ok(match self.store.finish_work(work.seq, &self.id, status, fatal).await? {
-            Ok(()) => Outcome::Finished,
-            Err(LeaseLost) => Outcome::LeaseLost,
-        })
+        Ok(
+            match self
+                .store
+                .finish_work(work.seq, &self.id, status, fatal)
+                .await?
+            {
+                Ok(()) => Outcome::Finished,
+                Err(LeaseLost) => Outcome::LeaseLost,
+            },
+        )
     }
 
     async fn process_upload(
@@ -159,7 +181,9 @@ impl Worker {
             Ok(file) => file,
             Err(err) => {
                 let message = format!("The uploaded file could not be read: {err}");
-                return self.finish(work, RequestStatus::Failed, Some(&message)).await;
+                return self
+                    .finish(work, RequestStatus::Failed, Some(&message))
+                    .await;
             }
         };
         let (sender, mut steps) = mpsc::channel(2);
@@ -183,12 +207,18 @@ impl Worker {
                     }
                 }
                 Step::Unreadable(message) => {
-                    return self.finish(work, RequestStatus::Failed, Some(&message)).await;
+                    return self
+                        .finish(work, RequestStatus::Failed, Some(&message))
+                        .await;
                 }
             }
         }
         let _ = validation.await;
-        let status = if error_count == 0 { RequestStatus::Done } else { RequestStatus::Failed };
+        let status = if error_count == 0 {
+            RequestStatus::Done
+        } else {
+            RequestStatus::Failed
+        };
         self.finish(work, status, None).await
     }
 }
@@ -235,7 +265,10 @@ fn validate_into_batches(
                 error_count += 1;
                 if listed < Report::LISTED_ERRORS {
                     listed += 1;
-                    batch.errors.push(LineError { line: outcome.line, description });
+                    batch.errors.push(LineError {
+                        line: outcome.line,
+                        description,
+                    });
                 }
             }
         }

@@ -27,7 +27,10 @@ pub fn secret_matches(secret: &str, hash: &[u8]) -> bool {
 
 /// A new access key (`IK` + 22 uppercase characters) and its secret.
 pub fn new_access_key() -> (String, String) {
-    let key = format!("IK{}", random_string(22, b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"));
+    let key = format!(
+        "IK{}",
+        random_string(22, b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    );
     (key, random_string(43, ALPHABET))
 }
 
@@ -40,7 +43,9 @@ pub fn new_token() -> (String, String) {
 
 /// Splits a bearer token into its id and secret.
 pub fn split_token(token: &str) -> Option<(&str, &str)> {
-    token.split_once('.').filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
+    token
+        .split_once('.')
+        .filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
 }
 
 /// Who a request is from, once its credentials are checked.
@@ -83,14 +88,22 @@ pub async fn check_bearer(store: &dyn Store, token: &str) -> Result<Option<Princ
 /// Creates an access key for a company and returns (key, secret).
 pub async fn create_access_key(store: &dyn Store, company: CompanyId) -> Result<(String, String)> {
     let (key, secret) = new_access_key();
-    store.insert_access_key(company, &key, &hash_secret(&secret)).await?;
+    store
+        .insert_access_key(company, &key, &hash_secret(&secret))
+        .await?;
     Ok((key, secret))
 }
 
 /// Creates a bearer token for a company and returns it.
-pub async fn create_token(store: &dyn Store, company: CompanyId, scopes: &[String]) -> Result<String> {
+pub async fn create_token(
+    store: &dyn Store,
+    company: CompanyId,
+    scopes: &[String],
+) -> Result<String> {
     let (id, token) = new_token();
-    store.insert_token(company, &id, &hash_secret(&token), scopes).await?;
+    store
+        .insert_token(company, &id, &hash_secret(&token), scopes)
+        .await?;
     Ok(token)
 }
 

@@ -218,8 +218,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_company(&self, name: &str) -> Result<Company>;
     async fn list_companies(&self) -> Result<Vec<Company>>;
     async fn company_by_name(&self, name: &str) -> Result<Option<Company>>;
-    async fn insert_access_key(&self, company: CompanyId, key: &str, secret_hash: &[u8])
-        -> Result<()>;
+    async fn insert_access_key(
+        &self,
+        company: CompanyId,
+        key: &str,
+        secret_hash: &[u8],
+    ) -> Result<()>;
     async fn list_access_keys(&self) -> Result<Vec<AccessKeyInfo>>;
     /// Returns false when there is no such key.
     async fn revoke_access_key(&self, key: &str) -> Result<bool>;
@@ -285,8 +289,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
 
     // --- requests -------------------------------------------------------------------
-    async fn client_request_id_used(&self, company: CompanyId, client_request_id: &str)
-        -> Result<bool>;
+    async fn client_request_id_used(
+        &self,
+        company: CompanyId,
+        client_request_id: &str,
+    ) -> Result<bool>;
     /// Registers a durably spooled upload as PENDING. `Err(Conflict)` if the request id is
     /// taken (the caller then removes its spool file).
     async fn insert_upload(&self, upload: &NewUpload) -> Result<RequestSeq>;
@@ -352,7 +359,7 @@ pub trait Store: Send + Sync + 'static {
 /// `postgres://...`. Runs the migrations.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        postgres::PgStore::open(url).await.map(|_| unreachable!())
+        Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
     } else if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
     } else {

@@ -90,7 +90,11 @@ impl Store for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .map_err(|e| conflict_on_unique(e, &format!("company {name} already exists")))?;
-        Ok(Company { id, name: name.to_string(), created_at })
+        Ok(Company {
+            id,
+            name: name.to_string(),
+            created_at,
+        })
     }
 
     async fn list_companies(&self) -> Result<Vec<Company>> {
@@ -99,7 +103,11 @@ impl Store for SqliteStore {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| Company { id: r.get(0), name: r.get(1), created_at: r.get(2) })
+            .map(|r| Company {
+                id: r.get(0),
+                name: r.get(1),
+                created_at: r.get(2),
+            })
             .collect())
     }
 
@@ -108,7 +116,11 @@ impl Store for SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| Company { id: r.get(0), name: r.get(1), created_at: r.get(2) }))
+        Ok(row.map(|r| Company {
+            id: r.get(0),
+            name: r.get(1),
+            created_at: r.get(2),
+        }))
     }
 
     async fn insert_access_key(&self, company: CompanyId, key: &str, hash: &[u8]) -> Result<()> {
@@ -184,7 +196,11 @@ impl Store for SqliteStore {
             .map(|r| TokenInfo {
                 token_id: r.get(0),
                 company: r.get(1),
-                scopes: r.get::<String, _>(2).split_whitespace().map(String::from).collect(),
+                scopes: r
+                    .get::<String, _>(2)
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect(),
                 created_at: r.get(3),
                 revoked: r.get(4),
             })
@@ -224,7 +240,12 @@ impl Store for SqliteStore {
         Ok(row.map(|r| StoredCredential {
             company_id: r.get(0),
             secret_hash: r.get(1),
-            scopes: Some(r.get::<String, _>(2).split_whitespace().map(String::from).collect()),
+            scopes: Some(
+                r.get::<String, _>(2)
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect(),
+            ),
             revoked: r.get(3),
         }))
     }
@@ -249,9 +270,13 @@ impl Store for SqliteStore {
         w.second_count = w.second_count.saturating_add(1);
         w.day_count = w.day_count.saturating_add(1);
         Ok(if limits.per_day > 0 && w.day_count > limits.per_day {
-            RateDecision::Limited { retry_after_secs: secs_to_next_utc_day(now_ms) }
+            RateDecision::Limited {
+                retry_after_secs: secs_to_next_utc_day(now_ms),
+            }
         } else if limits.per_second > 0 && w.second_count > limits.per_second {
-            RateDecision::Limited { retry_after_secs: 1 }
+            RateDecision::Limited {
+                retry_after_secs: 1,
+            }
         } else {
             RateDecision::Allowed
         })
@@ -358,7 +383,9 @@ impl Store for SqliteStore {
         .bind(object_type.map(ObjectType::code))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| schema_row(r.get(0), r.get(1))).collect()
+        rows.iter()
+            .map(|r| schema_row(r.get(0), r.get(1)))
+            .collect()
     }
 
     async fn replace_schema(
@@ -432,7 +459,11 @@ impl Store for SqliteStore {
         Ok(seq)
     }
 
-    async fn request_report(&self, company: CompanyId, crid: &str) -> Result<Option<RequestReport>> {
+    async fn request_report(
+        &self,
+        company: CompanyId,
+        crid: &str,
+    ) -> Result<Option<RequestReport>> {
         let Some(row) = sqlx::query(
             "SELECT seq, integration_id, status, success_count, error_count FROM requests \
              WHERE company_id = ? AND client_request_id = ?",
@@ -452,7 +483,10 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| LineError { line: r.get::<i64, _>(0) as u64, description: r.get(1) })
+        .map(|r| LineError {
+            line: r.get::<i64, _>(0) as u64,
+            description: r.get(1),
+        })
         .collect();
         Ok(Some(RequestReport {
             integration_id: row.get(1),
@@ -508,7 +542,11 @@ impl Store for SqliteStore {
         .bind(worker)
         .execute(&self.pool)
         .await?;
-        Ok(if done.rows_affected() == 1 { Ok(()) } else { Err(LeaseLost) })
+        Ok(if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(LeaseLost)
+        })
     }
 
     async fn apply_batch(
@@ -685,7 +723,12 @@ impl Store for SqliteStore {
 }
 
 fn integration_from_row(r: &sqlx::sqlite::SqliteRow) -> Integration {
-    Integration { id: r.get(0), company_id: r.get(1), name: r.get(2), owner_email: r.get(3) }
+    Integration {
+        id: r.get(0),
+        company_id: r.get(1),
+        name: r.get(2),
+        owner_email: r.get(3),
+    }
 }
 
 fn claimed_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ClaimedWork> {

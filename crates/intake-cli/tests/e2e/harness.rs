@@ -49,8 +49,15 @@ impl TestDatabase {
             .execute(&mut conn)
             .await
             .expect("create test database");
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin_url.clone());
-        Some(TestDatabase { url: format!("{base}/{name}"), admin_url, name })
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin_url.clone());
+        Some(TestDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        })
     }
 }
 
@@ -58,7 +65,10 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 use sqlx::Connection;
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
@@ -84,13 +94,21 @@ impl Site {
     pub async fn new(backend: Backend) -> Option<Site> {
         let dir = tempfile::tempdir().expect("temp dir");
         let (database, pg) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("intake.db").display()), None),
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("intake.db").display()),
+                None,
+            ),
             Backend::Postgres => {
                 let db = TestDatabase::create().await?;
                 (db.url.clone(), Some(db))
             }
         };
-        Some(Site { dir, database, backend, _pg: pg })
+        Some(Site {
+            dir,
+            database,
+            backend,
+            _pg: pg,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -117,15 +135,26 @@ impl Site {
     pub fn start(&self, extra: &[&str]) -> Server {
         let mut args = vec!["serve".to_string(), "--listen".into(), "127.0.0.1:0".into()];
         args.extend(self.data_args());
-        args.extend(["--spool-dir".into(), self.path().join("spool").display().to_string()]);
-        let defaults = [("--rate-limit-per-second", "0"), ("--rate-limit-per-day", "0"), ("--lease-seconds", "2")];
+        args.extend([
+            "--spool-dir".into(),
+            self.path().join("spool").display().to_string(),
+        ]);
+        let defaults = [
+            ("--rate-limit-per-second", "0"),
+            ("--rate-limit-per-day", "0"),
+            ("--lease-seconds", "2"),
+        ];
         for (flag, value) in defaults {
             if !extra.contains(&flag) {
                 args.extend([flag.to_string(), value.to_string()]);
             }
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let log = std::fs::File::create(self.path().join(format!("server-{}.log", rand::random::<u32>()))).unwrap();
+        let log = std::fs::File::create(
+            self.path()
+                .join(format!("server-{}.log", rand::random::<u32>())),
+        )
+        .unwrap();
         let mut child = Command::new(BIN)
             .args(&args)
             .env("INTAKE_LOG", "info,sqlx=warn")
@@ -136,7 +165,10 @@ impl Site {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let url = loop {
-            let line = lines.next().expect("server exited before listening").unwrap();
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
             if let Some(url) = line.strip_prefix("listening on ") {
                 break url.trim().to_string();
             }
@@ -187,15 +219,33 @@ impl Reply {
         let text = response.text().await.unwrap();
         let body = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("body of a {status} is not JSON: {text:?}"));
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn error(&self) -> String {
-        self.body["errors"][0].as_str().unwrap_or_default().to_string()
+        self.body["errors"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
 impl Server {
+    /// The same server, seen with other credentials.
+    pub fn with_credentials(server: &Server, key: &str, secret: &str) -> Server {
+        Server {
+            url: server.url.clone(),
+            key: key.to_string(),
+            secret: secret.to_string(),
+            child: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
@@ -211,7 +261,10 @@ impl Server {
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         child.wait().unwrap()
     }
 
@@ -230,7 +283,8 @@ impl Server {
     }
 
     pub async fn get(&self, path_and_query: &str) -> Reply {
-        self.send(self.req(reqwest::Method::GET, path_and_query)).await
+        self.send(self.req(reqwest::Method::GET, path_and_query))
+            .await
     }
 
     pub async fn register(&self) -> i64 {
@@ -244,15 +298,25 @@ impl Server {
         reply.body["integrationId"].as_i64().unwrap()
     }
 
-    pub async fn upload(&self, integration: i64, object_type: &str, crid: &str, data: impl Into<Vec<u8>>) -> Reply {
+    pub async fn upload(
+        &self,
+        integration: i64,
+        object_type: &str,
+        crid: &str,
+        data: impl Into<Vec<u8>>,
+    ) -> Reply {
         let part = reqwest::multipart::Part::bytes(data.into()).file_name("data.ldjson");
         let form = reqwest::multipart::Form::new().part("dataFile", part);
         let path = format!("/v2/crm/entities?integrationId={integration}&objectType={object_type}&clientRequestId={crid}");
-        self.send(self.req(reqwest::Method::POST, &path).multipart(form)).await
+        self.send(self.req(reqwest::Method::POST, &path).multipart(form))
+            .await
     }
 
     pub async fn status(&self, integration: i64, crid: &str) -> Reply {
-        self.get(&format!("/v2/crm/request-status?integrationId={integration}&clientRequestId={crid}")).await
+        self.get(&format!(
+            "/v2/crm/request-status?integrationId={integration}&clientRequestId={crid}"
+        ))
+        .await
     }
 
     /// Polls request-status until DONE or FAILED.
@@ -271,8 +335,13 @@ impl Server {
     pub async fn objects(&self, integration: i64, object_type: &str, ids: &[&str]) -> Value {
         let reply = self
             .send(
-                self.req(reqwest::Method::GET, &format!("/v2/crm/entities?integrationId={integration}&objectType={object_type}"))
-                    .json(&ids),
+                self.req(
+                    reqwest::Method::GET,
+                    &format!(
+                        "/v2/crm/entities?integrationId={integration}&objectType={object_type}"
+                    ),
+                )
+                .json(&ids),
             )
             .await;
         assert_eq!(reply.status, 200, "{:?}", reply.body);

@@ -49,7 +49,10 @@ pub async fn get(
     let integration = integration(&state, &caller, &params).await?;
     let object_type = params.object_type(&ObjectType::ALL)?;
     let ids = requested_ids(&params, &body)?;
-    let found = state.store.current_objects(integration.id, object_type, &ids).await?;
+    let found = state
+        .store
+        .current_objects(integration.id, object_type, &ids)
+        .await?;
     let mut objects = Map::new();
     for id in ids {
         let value = match found.get(&id).cloned().flatten() {

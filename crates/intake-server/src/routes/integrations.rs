@@ -25,7 +25,9 @@ fn mandatory_string(value: Option<serde_json::Value>, field: &str) -> Result<Str
         None | Some(serde_json::Value::Null) | Some(serde_json::Value::String(_)) => Err(
             ApiError::bad_request(format!("Mandatory field [{field}] is missing or empty")),
         ),
-        Some(_) => Err(ApiError::bad_request(format!("Field [{field}] must be a string"))),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "Field [{field}] must be a string"
+        ))),
     }
 }
 
@@ -43,8 +45,15 @@ pub async fn register(
             "Field [ownerEmail] must be a valid email address, got [{owner_email}]"
         )));
     }
-    match state.store.register_integration(caller.company(), &name, &owner_email).await {
-        Ok(integration) => Ok(reply(StatusCode::OK, json!({ "integrationId": integration.id }))),
+    match state
+        .store
+        .register_integration(caller.company(), &name, &owner_email)
+        .await
+    {
+        Ok(integration) => Ok(reply(
+            StatusCode::OK,
+            json!({ "integrationId": integration.id }),
+        )),
         Err(intake_store::StoreError::Conflict(_)) => Err(ApiError::conflict(ALREADY_ACTIVE)),
         Err(e) => Err(e.into()),
     }
@@ -59,7 +68,10 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Respo
         .into_iter()
         .map(|i| json!({ "integrationId": i.id, "ownerEmail": i.owner_email, "name": i.name }))
         .collect();
-    Ok(reply(StatusCode::OK, json!({ "integrations": integrations })))
+    Ok(reply(
+        StatusCode::OK,
+        json!({ "integrations": integrations }),
+    ))
 }
 
 pub async fn delete(
@@ -76,10 +88,13 @@ pub async fn delete(
         .request_integration_delete(caller.company(), id, client_request_id)
         .await
     {
-        Ok(()) => Ok(reply(StatusCode::CREATED, json!({ "clientRequestId": client_request_id }))),
-        Err(intake_store::StoreError::NotFound(_)) => {
-            Err(ApiError::bad_request(format!("Unknown integrationId [{id}]")))
-        }
+        Ok(()) => Ok(reply(
+            StatusCode::CREATED,
+            json!({ "clientRequestId": client_request_id }),
+        )),
+        Err(intake_store::StoreError::NotFound(_)) => Err(ApiError::bad_request(format!(
+            "Unknown integrationId [{id}]"
+        ))),
         Err(intake_store::StoreError::Conflict(_)) => Err(ApiError::client_request_id_used()),
         Err(e) => Err(e.into()),
     }

@@ -11,8 +11,12 @@ use super::reply;
 use crate::extract::{integration, Caller, QueryParams};
 use crate::{ApiError, AppState};
 
-const SCHEMA_TYPES: [ObjectType; 4] =
-    [ObjectType::Account, ObjectType::Contact, ObjectType::Deal, ObjectType::Lead];
+const SCHEMA_TYPES: [ObjectType; 4] = [
+    ObjectType::Account,
+    ObjectType::Contact,
+    ObjectType::Deal,
+    ObjectType::Lead,
+];
 
 pub async fn upload(
     State(state): State<AppState>,
@@ -32,9 +36,12 @@ pub async fn upload(
         .into_iter()
         .map(|(_, field)| field)
         .collect();
-    let plan = intake_model::plan_schema_replacement(&existing, fields)
-        .map_err(ApiError::bad_request)?;
-    state.store.replace_schema(integration.id, object_type, &plan).await?;
+    let plan =
+        intake_model::plan_schema_replacement(&existing, fields).map_err(ApiError::bad_request)?;
+    state
+        .store
+        .replace_schema(integration.id, object_type, &plan)
+        .await?;
     Ok(reply(StatusCode::OK, json!({})))
 }
 
@@ -57,10 +64,19 @@ pub async fn list(
     let object_type = params.optional_object_type(&SCHEMA_TYPES)?;
     let mut by_type: BTreeMap<&'static str, Vec<Value>> = match object_type {
         Some(t) => BTreeMap::from([(t.as_str(), Vec::new())]),
-        None => SCHEMA_TYPES.iter().map(|t| (t.as_str(), Vec::new())).collect(),
+        None => SCHEMA_TYPES
+            .iter()
+            .map(|t| (t.as_str(), Vec::new()))
+            .collect(),
     };
     for (t, field) in state.store.get_schema(integration.id, object_type).await? {
-        by_type.entry(t.as_str()).or_default().push(listed_field(field));
+        by_type
+            .entry(t.as_str())
+            .or_default()
+            .push(listed_field(field));
     }
-    Ok(reply(StatusCode::OK, json!({ "objectTypeToSelectedFields": by_type })))
+    Ok(reply(
+        StatusCode::OK,
+        json!({ "objectTypeToSelectedFields": by_type }),
+    ))
 }

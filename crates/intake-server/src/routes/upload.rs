@@ -22,7 +22,10 @@ fn too_large() -> ApiError {
 }
 
 fn broken_body(err: MultipartError) -> ApiError {
-    ApiError::bad_request(format!("Malformed multipart/form-data body: {}", err.body_text()))
+    ApiError::bad_request(format!(
+        "Malformed multipart/form-data body: {}",
+        err.body_text()
+    ))
 }
 
 pub async fn upload(
@@ -36,7 +39,11 @@ pub async fn upload(
     let integration = integration(&state, &caller, &params).await?;
     let object_type = params.object_type(&ObjectType::ALL)?;
     let client_request_id = params.client_request_id()?;
-    if state.store.client_request_id_used(caller.company(), client_request_id).await? {
+    if state
+        .store
+        .client_request_id_used(caller.company(), client_request_id)
+        .await?
+    {
         return Err(ApiError::client_request_id_used());
     }
     let multipart = multipart.map_err(|_| {
@@ -55,7 +62,10 @@ pub async fn upload(
         spool_file,
     };
     match state.store.insert_upload(&upload).await {
-        Ok(_) => Ok(reply(StatusCode::CREATED, json!({ "clientRequestId": client_request_id }))),
+        Ok(_) => Ok(reply(
+            StatusCode::CREATED,
+            json!({ "clientRequestId": client_request_id }),
+        )),
         Err(err) => {
             state.spool.remove(&upload.spool_file).await;
             match err {
@@ -74,7 +84,11 @@ async fn receive_data_file(
     let mut received: Option<SpoolWriter> = None;
     while let Some(mut field) = multipart.next_field().await.map_err(broken_body)? {
         let is_data_file = field.name() == Some("dataFile") && received.is_none();
-        let mut writer = if is_data_file { Some(state.spool.create().await?) } else { None };
+        let mut writer = if is_data_file {
+            Some(state.spool.create().await?)
+        } else {
+            None
+        };
         while let Some(chunk) = field.chunk().await.map_err(broken_body)? {
             if let Some(writer) = writer.as_mut() {
                 if writer.bytes + chunk.len() as u64 > MAX_FILE_BYTES {

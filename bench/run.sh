@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Intake's benchmark, in one run on one machine: uploads of ~200 MB CONTACT and DEAL files
+# on SQLite and PostgreSQL next to the raw load of the same rows (sqlite3 .import, COPY),
+# the same upload on a store that already holds PREFILL records, and request-status
+# throughput next to a trivial route. Prints a Markdown table. See BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONTACT_ROWS=${CONTACT_ROWS:-1000000}
+DEAL_ROWS=${DEAL_ROWS:-800000}
+PREFILL=${PREFILL:-5000000}
+PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
+WRK_SECONDS=${WRK_SECONDS:-10}
+WORK=${BENCH_DIR:-$(mktemp -d /tmp/intake-bench.XXXXXX)}
+mkdir -p "$WORK"
+
+install_if_missing() { # command package
+  command -v "$1" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }
+}
+install_if_missing sqlite3 sqlite3
+install_if_missing wrk wrk
+install_if_missing psql postgresql-client
+install_if_missing curl curl
+
+cargo build --release -q -p intake-cli
+BIN=$PWD/target/release/intake
+now() { date +%s.%N; }
+calc() { python3 -c "print($1)"; }
+
+echo "generating data in $WORK" >&2
+[ -s "$WORK/contact.ldjson" ] || "$BIN" gen --type CONTACT --count "$CONTACT_ROWS" --seed 1 --output "$WORK/contact.ldjson"
+[ -s "$WORK/deal.ldjson" ] || "$BIN" gen --type DEAL --count "$DEAL_ROWS" --seed 2 --output "$WORK/deal.ldjson"
+for t in contact deal; do
+  [ -s "$WORK/$t.csv" ] || python3 bench/ldjson_to_csv.py 1 < "$WORK/$t.ldjson" > "$WORK/$t.csv"
+done
+
+SERVER_PID=
+start_server() { # name database-url
+  local dir="$WORK/$1"
+  rm -rf "$dir"; mkdir -p "$dir"
+  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$dir" --database "$2" \
+    --rate-limit-per-second 0 --rate-limit-per-day 0 > "$dir/stdout" 2> "$dir/stderr" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do grep -q '^listening on' "$dir/stdout" 2>/dev/null && break; sleep 0.1; done
+  URL=$(sed -n 's/^listening on //p' "$dir/stdout")
+  KEY=$(python3 -c "import json;print(json.load(open('$dir/initial-credentials.json'))['accessKey'])")
+  SECRET=$(python3 -c "import json;print(json.load(open('$dir/initial-credentials.json'))['accessKeySecret'])")
+  ID=$(curl -sf -u "$KEY:$SECRET" -X PUT "$URL/v2/crm/integrations" -H 'content-type: application/json' \
+        -d '{"name":"bench","ownerEmail":"bench@example.com"}' | python3 -c "import json,sys;print(json.load(sys.stdin)['integrationId'])")
+}
+stop_server() { kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null || true; }
+peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status"; }
+
+# upload FILE TYPE CRID ROWS -> sets T201 TDONE RATE
+upload() {
+  local t0 t1 t2 status
+  t0=$(now)
+  curl -sf -u "$KEY:$SECRET" -F "dataFile=@$1" \
+    "$URL/v2/crm/entities?integrationId=$ID&objectType=$2&clientRequestId=$3" > /dev/null
+  t1=$(now)
+  while :; do
+    status=$(curl -sf -u "$KEY:$SECRET" "$URL/v2/crm/request-status?integrationId=$ID&clientRequestId=$3" \
+      | python3 -c "import json,sys;print(json.load(sys.stdin)['status'])")
+    [ "$status" = DONE ] || [ "$status" = FAILED ] && break
+    sleep 0.05
+  done
+  t2=$(now)
+  T201=$(calc "round($t1-$t0,2)"); TDONE=$(calc "round($t2-$t1,2)"); RATE=$(calc "int($4/($t2-$t1))")
+}
+
+ROWS=()
+row() { ROWS+=("| $* |"); echo "| $* |" >&2; }
+
+VERSIONS_DDL="(integration_id BIGINT NOT NULL, object_type SMALLINT NOT NULL, object_id TEXT NOT NULL,
+  modified BIGINT NOT NULL, seq BIGINT NOT NULL, line BIGINT NOT NULL, deleted SMALLINT NOT NULL, body TEXT NOT NULL,
+  PRIMARY KEY (integration_id, object_type, object_id, modified, seq))"
+
+raw_sqlite() { # csv rows -> RAW_RATE
+  rm -f "$WORK/raw.db"*
+  sqlite3 "$WORK/raw.db" "PRAGMA journal_mode=WAL; CREATE TABLE raw $VERSIONS_DDL WITHOUT ROWID;" > /dev/null
+  local t0 t1; t0=$(now)
+  sqlite3 "$WORK/raw.db" -cmd "PRAGMA synchronous=NORMAL" ".mode csv" ".import $1 raw"
+  t1=$(now); RAW_RATE=$(calc "int($2/($t1-$t0))")
+}
+
+raw_postgres() { # csv rows -> RAW_RATE
+  local db=intake_bench_raw
+  psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" > /dev/null
+  local url=${PG_ADMIN%/*}/$db
+  psql -q "$url" -c "CREATE TABLE raw $VERSIONS_DDL" > /dev/null
+  local t0 t1; t0=$(now)
+  psql -q "$url" -c "\\copy raw FROM '$1' CSV" > /dev/null
+  t1=$(now); RAW_RATE=$(calc "int($2/($t1-$t0))")
+  psql -q "$PG_ADMIN" -c "DROP DATABASE $db" > /dev/null
+}
+
+fresh_pg() { # name -> PG_URL
+  psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" > /dev/null
+  PG_URL=${PG_ADMIN%/*}/$1
+}
+
+row "backend | file | rows | MB | to 201 (s) | 201 → DONE (s) | records/s | raw load records/s | ratio | peak RSS (MB)"
+row "--- | --- | --- | --- | --- | --- | --- | --- | --- | ---"
+declare -A EMPTY_RATE
+for backend in sqlite postgres; do
+  for t in contact deal; do
+    T=${t^^}; rows=$([ $t = contact ] && echo "$CONTACT_ROWS" || echo "$DEAL_ROWS")
+    mb=$(calc "round($(stat -c %s "$WORK/$t.ldjson")/1e6)")
+    if [ $backend = sqlite ]; then
+      start_server "s-$t" "sqlite://$WORK/s-$t/intake.db"; raw_load=raw_sqlite
+    else
+      fresh_pg intake_bench_$t; start_server "p-$t" "$PG_URL"; raw_load=raw_postgres
+    fi
+    upload "$WORK/$t.ldjson" "$T" "bench-$t" "$rows"
+    rss=$(peak_rss_mb); stop_server
+    $raw_load "$WORK/$t.csv" "$rows"
+    EMPTY_RATE[$backend-$t]=$RATE
+    row "$backend | $T | $rows | $mb | $T201 | $TDONE | $RATE | $RAW_RATE | $(calc "round($RATE/$RAW_RATE,2)") | $rss"
+  done
+done
+
+# The same CONTACT upload on a store that already holds PREFILL records.
+echo "prefilling $PREFILL records" >&2
+start_server s-prefill "sqlite://$WORK/s-prefill/intake.db"
+chunk=1000000; n=0
+while [ $n -lt "$PREFILL" ]; do
+  "$BIN" gen --type CONTACT --count $chunk --seed $((100 + n / chunk)) --output "$WORK/prefill.ldjson"
+  upload "$WORK/prefill.ldjson" CONTACT "prefill-$n" $chunk
+  n=$((n + chunk))
+done
+upload "$WORK/contact.ldjson" CONTACT bench-after-prefill "$CONTACT_ROWS"
+row "sqlite, $PREFILL stored | CONTACT | $CONTACT_ROWS | | $T201 | $TDONE | $RATE | empty store: ${EMPTY_RATE[sqlite-contact]} | $(calc "round($RATE/${EMPTY_RATE[sqlite-contact]},2)") | $(peak_rss_mb)"
+
+# request-status throughput next to /health, 64 connections, from a second process.
+AUTH=$(printf '%s:%s' "$KEY" "$SECRET" | base64 -w0)
+status_rps=$(wrk -t2 -c64 -d"${WRK_SECONDS}s" -H "Authorization: Basic $AUTH" \
+  "$URL/v2/crm/request-status?integrationId=$ID&clientRequestId=bench-after-prefill" | awk '/Requests\/sec/ {print int($2)}')
+health_rps=$(wrk -t2 -c64 -d"${WRK_SECONDS}s" "$URL/health" | awk '/Requests\/sec/ {print int($2)}')
+stop_server
+echo >&2
+row "request-status | | | | | | $status_rps req/s | /health: $health_rps req/s | $(calc "round($status_rps/$health_rps,2)") |"
+
+echo
+echo "Machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r); $(date -u +%F)"
+echo
+printf '%s\n' "${ROWS[@]}"
