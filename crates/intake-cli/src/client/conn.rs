@@ -107,10 +107,6 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
     /// The `errors` of the error envelope, or a description of a body without them.
     pub fn errors(&self) -> Vec<String> {
         let listed: Vec<String> = self.body["errors"]
@@ -333,10 +329,6 @@ impl Api {
             integration_id: args.integration_id.or(file.integration_id),
             json: args.json,
         })
-    }
-
-    pub fn base(&self) -> &str {
-        &self.base
     }
 
     /// A request to `path_and_query` (starting with `/v2/crm/`) with the credentials.

@@ -48,7 +48,7 @@ pub enum ClientCommand {
 #[derive(Args, Debug)]
 pub struct GetArgs {
     /// Object type: ACCOUNT, CONTACT, DEAL, LEAD, BUSINESS_USER or STAGE
-    #[arg(long = "type", value_parser = parse_type)]
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
     object_type: ObjectType,
     /// CRM object ids
     #[arg(required = true)]
@@ -63,7 +63,7 @@ pub enum SchemaCommand {
     #[command(after_help = EXIT_CODES)]
     List {
         /// Only this object type
-        #[arg(long = "type", value_parser = parse_type)]
+        #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
         object_type: Option<ObjectType>,
         #[command(flatten)]
         conn: ConnArgs,
@@ -75,7 +75,7 @@ pub enum SchemaCommand {
         /// JSON file: an array of {uniqueName, label, type, ...}
         file: PathBuf,
         /// Object type: ACCOUNT, CONTACT, DEAL or LEAD
-        #[arg(long = "type", value_parser = parse_type)]
+        #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
         object_type: ObjectType,
         #[command(flatten)]
         conn: ConnArgs,

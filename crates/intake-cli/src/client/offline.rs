@@ -17,7 +17,7 @@ pub struct ValidateArgs {
     /// LDJSON file to check
     file: PathBuf,
     /// Object type: ACCOUNT, CONTACT, DEAL, LEAD, BUSINESS_USER or STAGE
-    #[arg(long = "type", value_parser = parse_type)]
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
     object_type: ObjectType,
     /// Custom fields: a JSON array as for `intake schema upload`, or the output of
     /// `intake schema list --json`
@@ -31,7 +31,7 @@ pub struct ValidateArgs {
 #[derive(Args, Debug)]
 pub struct GenArgs {
     /// Object type: ACCOUNT, CONTACT, DEAL, LEAD, BUSINESS_USER or STAGE
-    #[arg(long = "type", value_parser = parse_type)]
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
     object_type: ObjectType,
     /// Number of lines
     #[arg(long)]

@@ -20,7 +20,7 @@ pub struct UploadArgs {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Object type: ACCOUNT, CONTACT, DEAL, LEAD, BUSINESS_USER or STAGE
-    #[arg(long = "type", value_parser = parse_type)]
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
     object_type: ObjectType,
     /// clientRequestId of the upload [default: generated]; with several files, -1, -2, ...
     /// are appended to it
@@ -99,23 +99,6 @@ pub async fn accepted(
     }
 }
 
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return format!("{bytes} bytes");
-    }
-    let mut value = bytes as f64;
-    let mut unit = "";
-    for u in UNITS {
-        value /= 1000.0;
-        unit = u;
-        if value < 1000.0 {
-            break;
-        }
-    }
-    format!("{value:.1} {unit}")
-}
-
 /// Counts the lines holding something other than whitespace (the lines the server counts),
 /// streaming, in bounded memory.
 fn count_lines(path: &Path) -> std::io::Result<u64> {
@@ -153,7 +136,7 @@ fn bytes_bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            "{msg} [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec}, eta {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
@@ -170,7 +153,7 @@ fn lines_bar(total: Option<u64>) -> ProgressBar {
             let bar = ProgressBar::new(total);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {human_pos}/{human_len} lines {per_sec} eta {eta}",
+                    "{msg} [{bar:20}] {human_pos}/{human_len} lines, eta {eta}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -254,7 +237,7 @@ async fn upload_one(
         ty.as_str(),
         enc(crid)
     );
-    let bar = bytes_bar(0);
+    let bar = bytes_bar(std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
     bar.set_message(name.clone());
     let what = format!("upload of {}", file.display());
     let sent = api
@@ -307,7 +290,7 @@ async fn upload_one(
             println!(
                 "Uploaded {} ({}) as {}: clientRequestId {crid}",
                 file.display(),
-                human_size(size),
+                indicatif::HumanBytes(size),
                 ty.as_str()
             );
             println!("Follow it with: intake status {crid} --wait");
@@ -318,7 +301,7 @@ async fn upload_one(
         println!(
             "Uploaded {} ({}) as {}: clientRequestId {crid}",
             file.display(),
-            human_size(size),
+            indicatif::HumanBytes(size),
             ty.as_str()
         );
     }
@@ -352,8 +335,8 @@ pub async fn wait_for(
         let status = reply.body["status"].as_str().unwrap_or("?").to_string();
         let done = reply.body["totalSuccessCount"].as_u64().unwrap_or(0)
             + reply.body["totalErrorCount"].as_u64().unwrap_or(0);
-        bar.set_position(done);
         bar.set_message(status.clone());
+        bar.set_position(done);
         if status == "DONE" || status == "FAILED" {
             bar.finish_and_clear();
             return Ok(reply);
@@ -456,11 +439,5 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_ne!(id, new_client_request_id());
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human_size(12), "12 bytes");
-        assert_eq!(human_size(1_500_000), "1.5 MB");
     }
 }

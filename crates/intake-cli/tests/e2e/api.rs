@@ -314,7 +314,7 @@ async fn upload_parameter_errors(site: Site) {
 
     let cases = [
         (
-            format!("objectType=CONTACT&clientRequestId=a"),
+            "objectType=CONTACT&clientRequestId=a".to_string(),
             "Mandatory field [integrationId] is missing or empty",
         ),
         (
@@ -334,11 +334,11 @@ async fn upload_parameter_errors(site: Site) {
             "Field [clientRequestId] must be",
         ),
         (
-            format!("integrationId=abc&objectType=CONTACT&clientRequestId=a"),
+            "integrationId=abc&objectType=CONTACT&clientRequestId=a".to_string(),
             "Field [integrationId] must be",
         ),
         (
-            format!("integrationId=12345&objectType=CONTACT&clientRequestId=a"),
+            "integrationId=12345&objectType=CONTACT&clientRequestId=a".to_string(),
             "Unknown integrationId [12345]",
         ),
     ];

@@ -86,7 +86,6 @@ impl Drop for TestDatabase {
 pub struct Site {
     pub dir: tempfile::TempDir,
     pub database: String,
-    pub backend: Backend,
     _pg: Option<TestDatabase>,
 }
 
@@ -106,7 +105,6 @@ impl Site {
         Some(Site {
             dir,
             database,
-            backend,
             _pg: pg,
         })
     }
@@ -247,7 +245,10 @@ impl Server {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+        self.child
+            .as_ref()
+            .expect("a server this test started")
+            .id()
     }
 
     /// SIGKILL, no clean-up.
@@ -321,7 +322,7 @@ impl Server {
 
     /// Polls request-status until DONE or FAILED.
     pub async fn wait_done(&self, integration: i64, crid: &str) -> Reply {
-        for _ in 0..1200 {
+        for _ in 0..3000 {
             let reply = self.status(integration, crid).await;
             assert_eq!(reply.status, 200, "{:?}", reply.body);
             match reply.body["status"].as_str().unwrap() {

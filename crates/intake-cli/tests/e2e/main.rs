@@ -2,4 +2,5 @@
 
 mod api;
 mod cli;
+mod cluster;
 mod harness;
