@@ -593,6 +593,30 @@ async fn credentials_from_env_and_config_and_exit_codes() {
     assert_eq!(code(&out), 3, "{}", show(&out));
     assert!(json_one(&out)["errors"].is_array(), "{}", show(&out));
 
+    // A bearer token: works for its scope, 401 (exit 3) naming the missing scope otherwise.
+    let made = site.intake(&[
+        "admin",
+        "token",
+        "create",
+        "--company",
+        "default",
+        "--scope",
+        "api:crm:integrations:read",
+        "--json",
+    ]);
+    assert!(made.status.success(), "{}", show(&made));
+    let token: Value = serde_json::from_slice(&made.stdout).unwrap();
+    let token = token["token"].as_str().unwrap();
+    let out = intake(&["integration", "get", "--url", &server.url, "--token", token]).await;
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let out = intake_env(
+        &["schema", "list", "--integration-id", "1"],
+        &[("INTAKE_URL", &server.url), ("INTAKE_TOKEN", token)],
+    )
+    .await;
+    assert_eq!(code(&out), 3, "{}", show(&out));
+    assert!(stderr(&out).contains("api:crm:schema"), "{}", show(&out));
+
     // Connection refused: exit 3.
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1050,4 +1074,55 @@ async fn conflict_after_retry_without_request_is_a_failure() {
         show(&out)
     );
     assert_eq!(scripted.seen().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_conflict_after_lost_response_finds_the_integration() {
+    let scripted = Scripted::start(vec![
+        Step::Drop,
+        Step::Reply(
+            409,
+            vec![],
+            r#"{"requestId":"r2","errors":["Your organization already has an active GENERIC CRM integration."]}"#,
+        ),
+        Step::Reply(
+            200,
+            vec![],
+            r#"{"requestId":"r3","integrations":[{"integrationId":8617003328131465321,"name":"CRM","ownerEmail":"o@example.com"}]}"#,
+        ),
+    ])
+    .await;
+    let out = intake(&[
+        "integration",
+        "register",
+        "--name",
+        "CRM",
+        "--owner-email",
+        "o@example.com",
+        "--json",
+        "--url",
+        &scripted.url,
+        "--access-key",
+        "k",
+        "--access-key-secret",
+        "s",
+    ])
+    .await;
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(
+        json_one(&out)["integrationId"].as_i64(),
+        Some(8617003328131465321),
+        "ids beyond 53 bits stay exact"
+    );
+    let seen = scripted.seen();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[1].method.as_str()),
+        ("PUT", "PUT")
+    );
+    assert_eq!(seen[0].body, seen[1].body);
+    assert_eq!(
+        (seen[2].method.as_str(), seen[2].target.as_str()),
+        ("GET", "/v2/crm/integrations")
+    );
 }

@@ -1,6 +1,6 @@
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use intake_model::ObjectType;
 use intake_store::{NewUpload, StoreError};
@@ -28,10 +28,14 @@ fn broken_body(err: MultipartError) -> ApiError {
     ))
 }
 
+/// Room for the multipart framing around a file of the largest size.
+const MULTIPART_OVERHEAD: u64 = 1 << 20;
+
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     caller.require("api:crm:upload")?;
@@ -45,6 +49,13 @@ pub async fn upload(
         .await?
     {
         return Err(ApiError::client_request_id_used());
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_FILE_BYTES + MULTIPART_OVERHEAD) {
+        return Err(too_large());
     }
     let multipart = multipart.map_err(|_| {
         ApiError::new(
