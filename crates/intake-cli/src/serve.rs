@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// [default: 30]
     #[arg(long, env = "INTAKE_LEASE_SECONDS")]
     pub lease_seconds: Option<u64>,
+    /// Lines the worker stores per transaction [default: 40000]
+    #[arg(long, env = "INTAKE_BATCH_LINES")]
+    pub batch_lines: Option<usize>,
 }
 
 /// The config file: every key optional; command-line flags and environment win over it.
@@ -60,6 +63,7 @@ struct ConfigFile {
     rate_limit_per_second: Option<u32>,
     rate_limit_per_day: Option<u32>,
     lease_seconds: Option<u64>,
+    batch_lines: Option<usize>,
 }
 
 fn read_config(path: Option<&Path>) -> anyhow::Result<ConfigFile> {
@@ -163,7 +167,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(30)
                 .max(1),
         ),
-        ..WorkerConfig::default()
+        batch_lines: args
+            .batch_lines
+            .or(file.batch_lines)
+            .unwrap_or(40_000)
+            .max(1),
     };
     tracing::info!(%address, database = store.backend(), "intake listening");
     // Scripts and tests read this line to find the port.

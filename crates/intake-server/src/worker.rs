@@ -26,7 +26,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             lease: Duration::from_secs(30),
-            batch_lines: 5_000,
+            batch_lines: 40_000,
         }
     }
 }
@@ -186,7 +186,7 @@ impl Worker {
                     .await;
             }
         };
-        let (sender, mut steps) = mpsc::channel(2);
+        let (sender, mut steps) = mpsc::channel(1);
         let validation = {
             let work = work.clone();
             let batch_lines = self.config.batch_lines;
@@ -239,6 +239,9 @@ fn validate_into_batches(
     let mut batch = Batch::default();
     let send = |batch: &mut Batch, success_count, error_count| {
         let mut full = std::mem::take(batch);
+        // In key order, consecutive inserts land on neighbouring index pages.
+        full.records
+            .sort_unstable_by(|a, b| a.1.object_id.cmp(&b.1.object_id));
         full.success_count = success_count;
         full.error_count = error_count;
         steps.blocking_send(Step::Batch(full)).is_ok()

@@ -629,49 +629,13 @@ impl Store for PgStore {
             WorkKind::Upload { object_type, .. } => object_type.code(),
             WorkKind::DeleteIntegration => return Ok(Err(LeaseLost)),
         };
-        let n = batch.records.len();
-        let (mut ids, mut modified, mut lines, mut deleted, mut bodies) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for (line, record) in &batch.records {
-            ids.push(record.object_id.as_str());
-            modified.push(record.modified.unwrap_or(work.accepted_at));
-            lines.push(*line as i64);
-            deleted.push(record.deleted);
-            bodies.push(record.body.as_str());
-        }
-        let error_lines: Vec<i64> = batch.errors.iter().map(|e| e.line as i64).collect();
-        let error_texts: Vec<&str> = batch
-            .errors
-            .iter()
-            .map(|e| e.description.as_str())
-            .collect();
-        // One statement, one transaction: the lease check takes the request's row lock
-        // first, and the records and errors are written only if it found the lease ours.
-        let owned: i64 = sqlx::query_scalar(
-            "WITH owned AS ( \
-                 UPDATE requests SET checkpoint_line = $1, success_count = $2, \
-                     error_count = $3, listed_errors = listed_errors + $4 \
-                 WHERE seq = $5 AND lease_owner = $6 AND status = 'IN_PROGRESS' \
-                 RETURNING seq \
-             ), stored AS ( \
-                 INSERT INTO record_versions (integration_id, object_type, object_id, \
-                     modified, seq, line, deleted, body) \
-                 SELECT $7, $8, v.object_id, v.modified, owned.seq, v.line, v.deleted, v.body \
-                 FROM owned, UNNEST($9::text[], $10::bigint[], $11::bigint[], \
-                     $12::boolean[], $13::text[]) AS v(object_id, modified, line, deleted, body) \
-                 ON CONFLICT DO NOTHING \
-             ), listed AS ( \
-                 INSERT INTO request_errors (seq, line, description) \
-                 SELECT owned.seq, e.line, e.description \
-                 FROM owned, UNNEST($14::bigint[], $15::text[]) AS e(line, description) \
-                 ON CONFLICT DO NOTHING \
-             ) \
-             SELECT count(*) FROM owned",
+        let mut tx = self.pool.begin().await?;
+        // The lease check takes the request's row lock first; nothing is written unless the
+        // lease is ours.
+        let owned = sqlx::query(
+            "UPDATE requests SET checkpoint_line = $1, success_count = $2, \
+                 error_count = $3, listed_errors = listed_errors + $4 \
+             WHERE seq = $5 AND lease_owner = $6 AND status = 'IN_PROGRESS'",
         )
         .bind(batch.checkpoint_line as i64)
         .bind(batch.success_count as i64)
@@ -679,18 +643,51 @@ impl Store for PgStore {
         .bind(batch.errors.len() as i64)
         .bind(work.seq)
         .bind(worker)
-        .bind(work.integration_id)
-        .bind(object_type)
-        .bind(ids)
-        .bind(modified)
-        .bind(lines)
-        .bind(deleted)
-        .bind(bodies)
-        .bind(error_lines)
-        .bind(error_texts)
-        .fetch_one(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(if owned == 1 { Ok(()) } else { Err(LeaseLost) })
+        if owned.rows_affected() != 1 {
+            return Ok(Err(LeaseLost));
+        }
+        if !batch.records.is_empty() {
+            // COPY is PostgreSQL's fast path. A checkpoint commits with its rows, so a
+            // resumed request never sends a stored row again and COPY meets no conflict;
+            // should it meet one anyway, the batch is written again, skipping conflicts.
+            sqlx::query("SAVEPOINT copy_versions")
+                .execute(&mut *tx)
+                .await?;
+            match copy_versions(&mut tx, work, object_type, &batch.records).await {
+                Ok(()) => {}
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT copy_versions")
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_versions_skipping_conflicts(&mut tx, work, object_type, &batch.records)
+                        .await?;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if !batch.errors.is_empty() {
+            let lines: Vec<i64> = batch.errors.iter().map(|e| e.line as i64).collect();
+            let texts: Vec<&str> = batch
+                .errors
+                .iter()
+                .map(|e| e.description.as_str())
+                .collect();
+            sqlx::query(
+                "INSERT INTO request_errors (seq, line, description) \
+                 SELECT $1, e.line, e.description \
+                 FROM UNNEST($2::bigint[], $3::text[]) AS e(line, description) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(work.seq)
+            .bind(lines)
+            .bind(texts)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
     }
 
     async fn finish_work(
@@ -965,6 +962,100 @@ fn claimed_from_row(r: &PgRow) -> Result<ClaimedWork> {
 /// PostgreSQL is found through `INTAKE_TEST_POSTGRES_URL` (default
 /// `postgres://postgres@127.0.0.1:5432/postgres`); when it is unreachable the tests say so
 /// and pass, unless `INTAKE_REQUIRE_POSTGRES=1`.
+/// Appends `value` to a COPY text-format row, escaping what that format treats specially.
+fn push_copy_text(row: &mut Vec<u8>, value: &str) {
+    for &b in value.as_bytes() {
+        match b {
+            b'\\' => row.extend_from_slice(b"\\\\"),
+            b'\t' => row.extend_from_slice(b"\\t"),
+            b'\n' => row.extend_from_slice(b"\\n"),
+            b'\r' => row.extend_from_slice(b"\\r"),
+            _ => row.push(b),
+        }
+    }
+}
+
+/// Streams the batch's versions into `record_versions` with COPY, in chunks of about 1 MiB.
+async fn copy_versions(
+    tx: &mut sqlx::PgConnection,
+    work: &ClaimedWork,
+    object_type: i16,
+    records: &[(u64, intake_model::ValidRecord)],
+) -> std::result::Result<(), sqlx::Error> {
+    use std::io::Write;
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY record_versions (integration_id, object_type, object_id, modified, seq, \
+             line, deleted, body) FROM STDIN",
+        )
+        .await?;
+    let mut chunk = Vec::with_capacity(1 << 20);
+    for (line, record) in records {
+        let modified = record.modified.unwrap_or(work.accepted_at);
+        write!(chunk, "{}\t{}\t", work.integration_id, object_type).expect("writes to a Vec");
+        push_copy_text(&mut chunk, &record.object_id);
+        write!(
+            chunk,
+            "\t{modified}\t{}\t{line}\t{}\t",
+            work.seq,
+            if record.deleted { 't' } else { 'f' }
+        )
+        .expect("writes to a Vec");
+        push_copy_text(&mut chunk, &record.body);
+        chunk.push(b'\n');
+        if chunk.len() >= 1 << 20 {
+            if let Err(err) = copy.send(std::mem::take(&mut chunk)).await {
+                let _ = copy.abort("send failed").await;
+                return Err(err);
+            }
+            chunk.reserve(1 << 20);
+        }
+    }
+    if !chunk.is_empty() {
+        if let Err(err) = copy.send(chunk).await {
+            let _ = copy.abort("send failed").await;
+            return Err(err);
+        }
+    }
+    copy.finish().await.map(|_| ())
+}
+
+/// The slow path of [`copy_versions`]: one multi-row insert that skips stored versions.
+async fn insert_versions_skipping_conflicts(
+    tx: &mut sqlx::PgConnection,
+    work: &ClaimedWork,
+    object_type: i16,
+    records: &[(u64, intake_model::ValidRecord)],
+) -> std::result::Result<(), sqlx::Error> {
+    let ids: Vec<&str> = records.iter().map(|(_, r)| r.object_id.as_str()).collect();
+    let modified: Vec<i64> = records
+        .iter()
+        .map(|(_, r)| r.modified.unwrap_or(work.accepted_at))
+        .collect();
+    let lines: Vec<i64> = records.iter().map(|(l, _)| *l as i64).collect();
+    let deleted: Vec<bool> = records.iter().map(|(_, r)| r.deleted).collect();
+    let bodies: Vec<&str> = records.iter().map(|(_, r)| r.body.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO record_versions (integration_id, object_type, object_id, modified, seq, \
+             line, deleted, body) \
+         SELECT $1, $2, v.object_id, v.modified, $3, v.line, v.deleted, v.body \
+         FROM UNNEST($4::text[], $5::bigint[], $6::bigint[], $7::boolean[], $8::text[]) \
+             AS v(object_id, modified, line, deleted, body) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(work.integration_id)
+    .bind(object_type)
+    .bind(work.seq)
+    .bind(ids)
+    .bind(modified)
+    .bind(lines)
+    .bind(deleted)
+    .bind(bodies)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::future::Future;

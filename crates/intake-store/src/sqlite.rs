@@ -53,10 +53,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
-            .pragma("cache_size", "-32768")
-            .pragma("temp_store", "memory");
+            .pragma("cache_size", "-8192")
+            .pragma("temp_store", "memory")
+            .pragma("wal_autocheckpoint", "10000");
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
