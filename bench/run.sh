@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CONTACT_ROWS=${CONTACT_ROWS:-1000000}
-DEAL_ROWS=${DEAL_ROWS:-800000}
+CONTACT_ROWS=${CONTACT_ROWS:-740000}
+DEAL_ROWS=${DEAL_ROWS:-665000}
 PREFILL=${PREFILL:-5000000}
 PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
 WRK_SECONDS=${WRK_SECONDS:-10}
@@ -122,7 +122,7 @@ done
 # The same CONTACT upload on a store that already holds PREFILL records.
 echo "prefilling $PREFILL records" >&2
 start_server s-prefill "sqlite://$WORK/s-prefill/intake.db"
-chunk=1000000; n=0
+chunk=625000; n=0
 while [ $n -lt "$PREFILL" ]; do
   "$BIN" gen --type CONTACT --count $chunk --seed $((100 + n / chunk)) --output "$WORK/prefill.ldjson"
   upload "$WORK/prefill.ldjson" CONTACT "prefill-$n" $chunk

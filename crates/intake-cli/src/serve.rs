@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use intake_server::auth_cache::AuthCache;
 use intake_server::{AppState, Spool, WorkerConfig};
 use intake_store::{auth, RateLimits, Store};
 use serde::Deserialize;
@@ -50,6 +51,10 @@ pub struct ServeArgs {
     /// Lines the worker stores per transaction [default: 40000]
     #[arg(long, env = "INTAKE_BATCH_LINES")]
     pub batch_lines: Option<usize>,
+    /// Seconds a verified credential is trusted before it is looked up again (a revoked key
+    /// stops working after at most this long); 0 looks up every call [default: 5]
+    #[arg(long, env = "INTAKE_AUTH_CACHE_SECONDS")]
+    pub auth_cache_seconds: Option<u64>,
 }
 
 /// The config file: every key optional; command-line flags and environment win over it.
@@ -64,6 +69,7 @@ struct ConfigFile {
     rate_limit_per_day: Option<u32>,
     lease_seconds: Option<u64>,
     batch_lines: Option<usize>,
+    auth_cache_seconds: Option<u64>,
 }
 
 fn read_config(path: Option<&Path>) -> anyhow::Result<ConfigFile> {
@@ -149,6 +155,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         store: store.clone(),
         spool: Spool::open(&spool_dir).await?,
+        auth_cache: Arc::new(AuthCache::new(Duration::from_secs(
+            args.auth_cache_seconds
+                .or(file.auth_cache_seconds)
+                .unwrap_or(5),
+        ))),
         rate_limits: RateLimits {
             per_second: args
                 .rate_limit_per_second

@@ -8,6 +8,7 @@ use intake_model::ObjectType;
 use intake_store::auth::{self, Principal};
 use intake_store::{Integration, IntegrationId, RateDecision};
 
+use crate::auth_cache::AuthCache;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -39,7 +40,10 @@ impl FromRequestParts<AppState> for Caller {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ApiError::unauthorized("Missing Authorization header"))?;
+        let cache_key = AuthCache::key(header);
+        let cached = state.auth_cache.get(&cache_key);
         let principal = match header.split_once(' ') {
+            _ if cached.is_some() => cached,
             Some((scheme, value)) if scheme.eq_ignore_ascii_case("basic") => {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(value.trim())
@@ -57,6 +61,7 @@ impl FromRequestParts<AppState> for Caller {
             _ => return Err(ApiError::unauthorized("Unsupported Authorization scheme")),
         };
         let principal = principal.ok_or_else(|| ApiError::unauthorized("Invalid credentials"))?;
+        state.auth_cache.put(cache_key, principal.clone());
         if let RateDecision::Limited { retry_after_secs } = state
             .store
             .hit_rate_limit(

@@ -12,6 +12,7 @@ use intake_store::{RateLimits, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod auth_cache;
 pub mod error;
 pub mod extract;
 pub mod request_id;
@@ -28,6 +29,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub spool: Spool,
     pub rate_limits: RateLimits,
+    pub auth_cache: Arc<auth_cache::AuthCache>,
 }
 
 async fn not_found() -> ApiError {

@@ -23,6 +23,68 @@ pub struct SqliteStore {
     pool: SqlitePool,
     new_work: Notify,
     rate_windows: Mutex<HashMap<CompanyId, RateWindows>>,
+    reports: ReportCache,
+}
+
+/// What request-status answers, kept in memory: one process owns the SQLite file, so
+/// every change of a request passes through this store, which drops the request's entry
+/// once the change is committed. A read that raced with a change does not fill the cache
+/// (the generation tells), so an entry is never older than the database.
+#[derive(Default)]
+struct ReportCache {
+    inner: Mutex<ReportCacheInner>,
+}
+
+#[derive(Default)]
+struct ReportCacheInner {
+    generation: u64,
+    by_name: HashMap<(CompanyId, String), (RequestSeq, RequestReport)>,
+    name_of: HashMap<RequestSeq, (CompanyId, String)>,
+}
+
+const CACHED_REPORTS: usize = 10_000;
+
+impl ReportCache {
+    fn generation(&self) -> u64 {
+        self.inner.lock().expect("report cache poisoned").generation
+    }
+
+    fn get(&self, company: CompanyId, crid: &str) -> Option<RequestReport> {
+        let inner = self.inner.lock().expect("report cache poisoned");
+        inner
+            .by_name
+            .get(&(company, crid.to_string()))
+            .map(|(_, report)| report.clone())
+    }
+
+    fn put(
+        &self,
+        seen_at: u64,
+        company: CompanyId,
+        crid: &str,
+        seq: RequestSeq,
+        report: &RequestReport,
+    ) {
+        let mut inner = self.inner.lock().expect("report cache poisoned");
+        if inner.generation != seen_at {
+            return;
+        }
+        if inner.by_name.len() >= CACHED_REPORTS {
+            inner.by_name.clear();
+            inner.name_of.clear();
+        }
+        let name = (company, crid.to_string());
+        inner.name_of.insert(seq, name.clone());
+        inner.by_name.insert(name, (seq, report.clone()));
+    }
+
+    fn forget(&self, seq: RequestSeq) {
+        let mut inner = self.inner.lock().expect("report cache poisoned");
+        inner.generation += 1;
+        if let Some(name) = inner.name_of.remove(&seq) {
+            inner.by_name.remove(&name);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -65,6 +127,7 @@ impl SqliteStore {
             pool,
             new_work: Notify::new(),
             rate_windows: Mutex::new(HashMap::new()),
+            reports: ReportCache::default(),
         })
     }
 
@@ -465,37 +528,46 @@ impl Store for SqliteStore {
         company: CompanyId,
         crid: &str,
     ) -> Result<Option<RequestReport>> {
-        let Some(row) = sqlx::query(
-            "SELECT seq, integration_id, status, success_count, error_count FROM requests \
-             WHERE company_id = ? AND client_request_id = ?",
+        if let Some(report) = self.reports.get(company, crid) {
+            return Ok(Some(report));
+        }
+        let seen_at = self.reports.generation();
+        // One query: a request lists at most 20 errors (and a line-0 error), so joining them
+        // costs little and spares a round trip on the API's most polled call.
+        let rows = sqlx::query(
+            "SELECT r.integration_id, r.status, r.success_count, r.error_count, \
+                    e.line, e.description, r.seq \
+             FROM requests r LEFT JOIN request_errors e ON e.seq = r.seq \
+             WHERE r.company_id = ? AND r.client_request_id = ? \
+             ORDER BY e.line LIMIT 20",
         )
         .bind(company)
         .bind(crid)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let seq: i64 = row.get(0);
-        let errors = sqlx::query(
-            "SELECT line, description FROM request_errors WHERE seq = ? ORDER BY line LIMIT 20",
-        )
-        .bind(seq)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| LineError {
-            line: r.get::<i64, _>(0) as u64,
-            description: r.get(1),
-        })
-        .collect();
-        Ok(Some(RequestReport {
-            integration_id: row.get(1),
-            status: parse_status(row.get(2)),
+        let errors = rows
+            .iter()
+            .filter_map(|r| {
+                let line: Option<i64> = r.get(4);
+                line.map(|line| LineError {
+                    line: line as u64,
+                    description: r.get(5),
+                })
+            })
+            .collect();
+        let report = RequestReport {
+            integration_id: first.get(0),
+            status: parse_status(first.get(1)),
             errors,
-            success_count: row.get::<i64, _>(3) as u64,
-            error_count: row.get::<i64, _>(4) as u64,
-        }))
+            success_count: first.get::<i64, _>(2) as u64,
+            error_count: first.get::<i64, _>(3) as u64,
+        };
+        self.reports
+            .put(seen_at, company, crid, first.get(6), &report);
+        Ok(Some(report))
     }
 
     async fn claim_work(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedWork>> {
@@ -525,6 +597,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.reports.forget(work.seq);
         Ok(Some(work))
     }
 
@@ -605,6 +678,7 @@ impl Store for SqliteStore {
             .await?;
         }
         tx.commit().await?;
+        self.reports.forget(work.seq);
         Ok(Ok(()))
     }
 
@@ -640,6 +714,7 @@ impl Store for SqliteStore {
             .await?;
         }
         tx.commit().await?;
+        self.reports.forget(seq);
         Ok(Ok(()))
     }
 

@@ -178,10 +178,19 @@ async fn errors_have_the_envelope(site: Site) {
 
     let health = server.http.get(server.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+
+    use std::os::unix::fs::PermissionsExt;
+    let credentials = std::fs::metadata(site.path().join("initial-credentials.json")).unwrap();
+    assert_eq!(
+        credentials.permissions().mode() & 0o777,
+        0o600,
+        "readable by the owner only"
+    );
 }
 
 async fn authentication_and_scopes(site: Site) {
-    let server = site.start(&[]);
+    // The credential cache off: a revoked key must fail at once.
+    let server = site.start(&["--auth-cache-seconds", "0"]);
     let none = Reply::from(
         server
             .http

@@ -34,7 +34,7 @@ async fn three_instances_one_killed() {
         return;
     };
     let first = site.start(&[]);
-    let mut servers = vec![first, site.start(&[]), site.start(&[])];
+    let mut servers = [first, site.start(&[]), site.start(&[])];
     let id = servers[0].register().await;
 
     let uploads = (0..FILES).map(|k| {
