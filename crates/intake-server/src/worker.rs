@@ -36,6 +36,38 @@ pub struct Worker {
     pub spool: Spool,
     pub config: WorkerConfig,
     pub id: String,
+    validator: Validator,
+}
+
+type ValidationJob = Box<dyn FnOnce() + Send>;
+
+/// The worker's one validation thread. Files are validated off the async runtime, always
+/// on this same thread: the records of a batch are allocated in one allocator arena, whose
+/// memory is reused from request to request instead of spreading over new arenas as the
+/// threads of a blocking pool come and go.
+struct Validator {
+    jobs: std::sync::mpsc::Sender<ValidationJob>,
+}
+
+impl Validator {
+    fn start() -> Validator {
+        let (jobs, incoming) = std::sync::mpsc::channel::<ValidationJob>();
+        std::thread::Builder::new()
+            .name("intake-validate".into())
+            .spawn(move || {
+                for job in incoming {
+                    job();
+                }
+            })
+            .expect("validation thread starts");
+        Validator { jobs }
+    }
+
+    fn run(&self, job: impl FnOnce() + Send + 'static) {
+        self.jobs
+            .send(Box::new(job))
+            .expect("validation thread runs while its worker does");
+    }
 }
 
 enum Step {
@@ -61,6 +93,7 @@ impl Worker {
             spool,
             config,
             id,
+            validator: Validator::start(),
         }
     }
 
@@ -187,13 +220,13 @@ impl Worker {
             }
         };
         let (sender, mut steps) = mpsc::channel(1);
-        let validation = {
+        {
             let work = work.clone();
             let batch_lines = self.config.batch_lines;
-            tokio::task::spawn_blocking(move || {
+            self.validator.run(move || {
                 validate_into_batches(file, object_type, schema, &work, batch_lines, sender)
-            })
-        };
+            });
+        }
         let mut error_count = work.error_count;
         while let Some(step) = steps.recv().await {
             if *shutdown.borrow() {
@@ -213,7 +246,6 @@ impl Worker {
                 }
             }
         }
-        let _ = validation.await;
         let status = if error_count == 0 {
             RequestStatus::Done
         } else {
