@@ -46,6 +46,17 @@ impl StoreError {
     }
 }
 
+/// A unique-constraint violation is the caller's conflict (a taken name or id); anything
+/// else stays a database error.
+pub(crate) fn conflict_on_unique(err: sqlx::Error, message: &str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(message.to_string())
+        }
+        _ => StoreError::Database(err),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Company {

@@ -51,15 +51,6 @@ impl Drop for PgStore {
     }
 }
 
-fn conflict_on_unique(err: sqlx::Error, message: &str) -> StoreError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(message.to_string())
-        }
-        _ => StoreError::Database(err),
-    }
-}
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

@@ -99,15 +99,6 @@ fn now_secs() -> i64 {
     now_unix_ms() / 1000
 }
 
-fn conflict_on_unique(err: sqlx::Error, message: &str) -> StoreError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(message.to_string())
-        }
-        _ => StoreError::Database(err),
-    }
-}
-
 impl SqliteStore {
     pub async fn open(url: &str) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?
