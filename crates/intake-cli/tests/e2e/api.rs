@@ -818,6 +818,23 @@ async fn get_entities_inputs(site: Site) {
     assert_eq!(map.len(), 3);
     assert_eq!(map["k3"]["objectId"], "k3");
 
+    // Bodies come back as stored (keys in line order), ids once each.
+    let text = server
+        .req(Method::GET, &base)
+        .json(&["k1", "k1", "nope"])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.starts_with("{\"crmObjectsMap\":{\"k1\":{\"objectId\":\"k1\",\"modifiedDate\":"),
+        "{text}"
+    );
+    assert!(text.contains("\"nope\":null"), "{text}");
+    assert_eq!(text.matches("\"k1\":").count(), 1, "{text}");
+
     let no_ids = server.get(&base).await;
     assert_eq!(no_ids.status, 415);
     assert_eq!(no_ids.error(), "Unsupported Media Type");

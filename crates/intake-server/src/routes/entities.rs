@@ -1,12 +1,13 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use intake_model::ObjectType;
-use serde_json::{json, value::RawValue, Map, Value};
+use serde_json::value::RawValue;
 
-use super::reply;
 use crate::extract::{integration, Caller, QueryParams};
+use crate::request_id::current_request_id;
 use crate::{ApiError, AppState};
 
 /// At most this many ids are looked up; the rest are not answered.
@@ -35,7 +36,13 @@ fn requested_ids(params: &QueryParams, body: &[u8]) -> Result<Vec<String>, ApiEr
     if ids.is_empty() {
         return Err(ApiError::bad_request("No object ids given"));
     }
-    Ok(ids.into_iter().take(MAX_IDS).collect())
+    // An id asked twice is answered once.
+    let mut seen = std::collections::HashSet::new();
+    Ok(ids
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .take(MAX_IDS)
+        .collect())
 }
 
 pub async fn get(
@@ -53,16 +60,35 @@ pub async fn get(
         .store
         .current_objects(integration.id, object_type, &ids)
         .await?;
-    let mut objects = Map::new();
+    let mut found = found;
+    let mut objects = Vec::with_capacity(ids.len());
     for id in ids {
-        let value = match found.get(&id).cloned().flatten() {
-            Some(body) => {
-                let raw = RawValue::from_string(body).map_err(ApiError::internal)?;
-                serde_json::to_value(raw).map_err(ApiError::internal)?
-            }
-            None => Value::Null,
+        let body = match found.remove(&id).flatten() {
+            Some(body) => Some(RawValue::from_string(body).map_err(ApiError::internal)?),
+            None => None,
         };
-        objects.insert(id, value);
+        objects.push((id, body));
     }
-    Ok(reply(StatusCode::OK, json!({ "crmObjectsMap": objects })))
+    let body = ObjectsReply {
+        crm_objects_map: ObjectsMap(objects),
+        request_id: current_request_id(),
+    };
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// The stored bodies go out as they were stored (no re-parsing, keys in their order), in
+/// the order the ids were asked for.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectsReply {
+    crm_objects_map: ObjectsMap,
+    request_id: String,
+}
+
+struct ObjectsMap(Vec<(String, Option<Box<RawValue>>)>);
+
+impl serde::Serialize for ObjectsMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(id, body)| (id, body)))
+    }
 }
