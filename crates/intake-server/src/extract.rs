@@ -41,24 +41,9 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ApiError::unauthorized("Missing Authorization header"))?;
         let cache_key = AuthCache::key(header);
-        let cached = state.auth_cache.get(&cache_key);
-        let principal = match header.split_once(' ') {
-            _ if cached.is_some() => cached,
-            Some((scheme, value)) if scheme.eq_ignore_ascii_case("basic") => {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(value.trim())
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .ok_or_else(|| ApiError::unauthorized("Malformed Basic credentials"))?;
-                let (key, secret) = decoded
-                    .split_once(':')
-                    .ok_or_else(|| ApiError::unauthorized("Malformed Basic credentials"))?;
-                auth::check_basic(state.store.as_ref(), key, secret).await?
-            }
-            Some((scheme, value)) if scheme.eq_ignore_ascii_case("bearer") => {
-                auth::check_bearer(state.store.as_ref(), value.trim()).await?
-            }
-            _ => return Err(ApiError::unauthorized("Unsupported Authorization scheme")),
+        let principal = match state.auth_cache.get(&cache_key) {
+            Some(principal) => Some(principal),
+            None => verify(state, header).await?,
         };
         let principal = principal.ok_or_else(|| ApiError::unauthorized("Invalid credentials"))?;
         state.auth_cache.put(cache_key, principal.clone());
@@ -74,6 +59,28 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::too_many_requests(retry_after_secs));
         }
         Ok(Caller(principal))
+    }
+}
+
+/// Checks an Authorization header against the stored credentials.
+async fn verify(state: &AppState, header: &str) -> Result<Option<Principal>, ApiError> {
+    let store = state.store.as_ref();
+    match header.split_once(' ') {
+        Some((scheme, value)) if scheme.eq_ignore_ascii_case("basic") => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| ApiError::unauthorized("Malformed Basic credentials"))?;
+            let (key, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| ApiError::unauthorized("Malformed Basic credentials"))?;
+            Ok(auth::check_basic(store, key, secret).await?)
+        }
+        Some((scheme, value)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Ok(auth::check_bearer(store, value.trim()).await?)
+        }
+        _ => Err(ApiError::unauthorized("Unsupported Authorization scheme")),
     }
 }
 

@@ -204,32 +204,20 @@ pub async fn gen(args: GenArgs) -> Result<u8, CliError> {
         )));
     }
     let result = tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let write = |out: &mut dyn Write| {
+            let mut out = BufWriter::with_capacity(256 * 1024, out);
+            let (ty, count, seed, ratio) =
+                (args.object_type, args.count, args.seed, args.invalid_ratio);
+            intake_model::gen::write_lines(&mut out, ty, count, seed, ratio)?;
+            out.flush()
+        };
         match &args.output {
             Some(path) => {
-                let file = std::fs::File::create(path)?;
-                let mut out = BufWriter::with_capacity(256 * 1024, file);
-                intake_model::gen::write_lines(
-                    &mut out,
-                    args.object_type,
-                    args.count,
-                    args.seed,
-                    args.invalid_ratio,
-                )?;
-                out.flush()?;
-                out.into_inner().map_err(|e| e.into_error())?.sync_all()
+                let mut file = std::fs::File::create(path)?;
+                write(&mut file)?;
+                file.sync_all()
             }
-            None => {
-                let stdout = io::stdout();
-                let mut out = BufWriter::with_capacity(256 * 1024, stdout.lock());
-                intake_model::gen::write_lines(
-                    &mut out,
-                    args.object_type,
-                    args.count,
-                    args.seed,
-                    args.invalid_ratio,
-                )?;
-                out.flush()
-            }
+            None => write(&mut io::stdout().lock()),
         }
     })
     .await

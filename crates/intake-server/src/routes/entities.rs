@@ -56,11 +56,10 @@ pub async fn get(
     let integration = integration(&state, &caller, &params).await?;
     let object_type = params.object_type(&ObjectType::ALL)?;
     let ids = requested_ids(&params, &body)?;
-    let found = state
+    let mut found = state
         .store
         .current_objects(integration.id, object_type, &ids)
         .await?;
-    let mut found = found;
     let mut objects = Vec::with_capacity(ids.len());
     for id in ids {
         let body = match found.remove(&id).flatten() {
