@@ -108,8 +108,12 @@ impl Worker {
                         let _ = self.store.release_leases(&self.id).await;
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
+                    while !*shutdown.borrow() && self.maintain(false).await {}
                 }
                 Ok(None) => {
+                    if self.maintain(true).await {
+                        continue;
+                    }
                     tokio::select! {
                         _ = self.store.wait_for_work(Duration::from_secs(2)) => {}
                         _ = shutdown.changed() => {}
@@ -125,6 +129,19 @@ impl Worker {
             tracing::error!(worker = %self.id, "cannot release leases: {err}");
         }
         tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    /// One step of background upkeep of the store: when idle (then work is looked for
+    /// again before the next step), or between two requests when it cannot wait. Says
+    /// whether something was done.
+    async fn maintain(&self, idle: bool) -> bool {
+        match self.store.maintain(idle).await {
+            Ok(done) => done,
+            Err(err) => {
+                tracing::error!(worker = %self.id, "store upkeep failed: {err}");
+                false
+            }
+        }
     }
 
     async fn process(

@@ -348,6 +348,13 @@ pub trait Store: Send + Sync + 'static {
     /// Waits until new work may be there (a new upload here or on another instance), or
     /// `max` has passed.
     async fn wait_for_work(&self, max: Duration);
+    /// Does one step of background upkeep of the stored versions, if some is due. `idle`
+    /// says that no work is waiting, so any upkeep may be done; otherwise only upkeep that
+    /// cannot wait any longer is. Returns whether a step was done (call again for the next).
+    async fn maintain(&self, idle: bool) -> Result<bool> {
+        let _ = idle;
+        Ok(false)
+    }
 
     // --- objects --------------------------------------------------------------------
     /// Current state of each id: `None` for unknown or deleted records.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,14 +17,52 @@ use crate::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// Rows per multi-row INSERT: 8 parameters each, well under SQLite's limit.
+/// Rows per multi-row INSERT: 9 parameters each, well under SQLite's limit.
 const ROWS_PER_INSERT: usize = 500;
+
+/// Keys moved from the recent tier to the main one per merge transaction.
+const MERGE_CHUNK_KEYS: i64 = 50_000;
+
+/// The recent tier is merged at once, even while work waits, when it holds this many keys
+/// and at least a quarter of the main tier's: past that, inserting into it starts to cost
+/// what the tiers are there to avoid.
+const FORCED_MERGE_MIN_KEYS: i64 = 1_000_000;
 
 pub struct SqliteStore {
     pool: SqlitePool,
     new_work: Notify,
     rate_windows: Mutex<HashMap<CompanyId, RateWindows>>,
     reports: ReportCache,
+    tiers: KeyTiers,
+}
+
+/// How many version keys each tier holds: a copy of `version_key_tiers`, set from the
+/// transactions that change it.
+struct KeyTiers {
+    main: AtomicI64,
+    recent: AtomicI64,
+    merge_chunk: AtomicI64,
+    forced_min: AtomicI64,
+    forced: AtomicBool,
+}
+
+impl KeyTiers {
+    fn set(&self, (main, recent): (i64, i64)) {
+        self.main.store(main, Ordering::Relaxed);
+        self.recent.store(recent, Ordering::Relaxed);
+    }
+}
+
+/// Adds to the tier counts inside `tx`, and returns the new counts.
+async fn count_keys(tx: &mut sqlx::SqliteConnection, main: i64, recent: i64) -> Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "UPDATE version_key_tiers SET main_keys = main_keys + ?, recent_keys = recent_keys + ? \
+         WHERE id = 1 RETURNING main_keys, recent_keys",
+    )
+    .bind(main)
+    .bind(recent)
+    .fetch_one(tx)
+    .await?)
 }
 
 /// What request-status answers, kept in memory: one process owns the SQLite file, so
@@ -114,12 +153,91 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
+        let (main, recent): (i64, i64) =
+            sqlx::query_as("SELECT main_keys, recent_keys FROM version_key_tiers WHERE id = 1")
+                .fetch_one(&pool)
+                .await?;
         Ok(SqliteStore {
             pool,
             new_work: Notify::new(),
             rate_windows: Mutex::new(HashMap::new()),
             reports: ReportCache::default(),
+            tiers: KeyTiers {
+                main: AtomicI64::new(main),
+                recent: AtomicI64::new(recent),
+                merge_chunk: AtomicI64::new(MERGE_CHUNK_KEYS),
+                forced_min: AtomicI64::new(FORCED_MERGE_MIN_KEYS),
+                forced: AtomicBool::new(false),
+            },
         })
+    }
+
+    /// How many version keys the main and the recent tier hold.
+    pub fn key_tiers(&self) -> (i64, i64) {
+        (
+            self.tiers.main.load(Ordering::Relaxed),
+            self.tiers.recent.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Sets how many keys one merge step moves, and the fewest recent keys that force a
+    /// merge while work waits (tests use small numbers).
+    pub fn set_merge_tuning(&self, chunk_keys: i64, forced_min_keys: i64) {
+        self.tiers
+            .merge_chunk
+            .store(chunk_keys.max(1), Ordering::Relaxed);
+        self.tiers
+            .forced_min
+            .store(forced_min_keys, Ordering::Relaxed);
+    }
+
+    /// Moves the smallest keys of the recent tier, up to one chunk, into the main tier in
+    /// one transaction. Taken in key order, successive steps sweep the main tier once, so
+    /// a merge rewrites each of its pages about once however many keys it brings. Returns
+    /// how many keys moved.
+    async fn merge_step(&self) -> Result<i64> {
+        let chunk = self.tiers.merge_chunk.load(Ordering::Relaxed);
+        let mut tx = self.begin_write().await?;
+        let last: Option<(i64, i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT integration_id, object_type, object_id, modified, seq \
+             FROM recent_version_keys \
+             ORDER BY integration_id, object_type, object_id, modified, seq LIMIT 1 OFFSET ?",
+        )
+        .bind(chunk - 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let range = match last {
+            Some(_) => {
+                "WHERE (integration_id, object_type, object_id, modified, seq) \
+                        <= (?, ?, ?, ?, ?)"
+            }
+            None => "",
+        };
+        let mut moved = 0;
+        for statement in [
+            format!(
+                "INSERT INTO version_keys \
+                 (integration_id, object_type, object_id, modified, seq, version_id) \
+                 SELECT integration_id, object_type, object_id, modified, seq, version_id \
+                 FROM recent_version_keys {range}"
+            ),
+            format!("DELETE FROM recent_version_keys {range}"),
+        ] {
+            let mut query = sqlx::query(&statement);
+            if let Some(key) = &last {
+                query = query
+                    .bind(key.0)
+                    .bind(key.1)
+                    .bind(&key.2)
+                    .bind(key.3)
+                    .bind(key.4);
+            }
+            moved = query.execute(&mut *tx).await?.rows_affected() as i64;
+        }
+        let counts = count_keys(&mut tx, moved, -moved).await?;
+        tx.commit().await?;
+        self.tiers.set(counts);
+        Ok(moved)
     }
 
     /// Write transactions take the write lock at once, so two writers queue on the busy
@@ -471,7 +589,9 @@ impl Store for SqliteStore {
             let path = json_path(name);
             sqlx::query(
                 "UPDATE record_versions SET body = json_remove(body, ?) \
-                 WHERE integration_id = ? AND object_type = ? AND json_type(body, ?) IS NOT NULL",
+                 WHERE id IN (SELECT version_id FROM all_version_keys \
+                              WHERE integration_id = ? AND object_type = ?) \
+                 AND json_type(body, ?) IS NOT NULL",
             )
             .bind(&path)
             .bind(integration)
@@ -621,6 +741,13 @@ impl Store for SqliteStore {
         batch: &Batch,
     ) -> Result<Result<(), LeaseLost>> {
         let mut tx = self.begin_write().await?;
+        // Lines up to the checkpoint are stored already: a replayed batch adds nothing.
+        let stored_through: i64 =
+            sqlx::query_scalar("SELECT checkpoint_line FROM requests WHERE seq = ?")
+                .bind(work.seq)
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(0);
         let owned = sqlx::query(
             "UPDATE requests SET checkpoint_line = ?, success_count = ?, error_count = ?, \
              listed_errors = listed_errors + ? \
@@ -641,13 +768,25 @@ impl Store for SqliteStore {
             WorkKind::Upload { object_type, .. } => object_type.code(),
             WorkKind::DeleteIntegration => return Ok(Err(LeaseLost)),
         };
-        for chunk in batch.records.chunks(ROWS_PER_INSERT) {
+        // Bodies are appended under ids of their own; their keys go to the recent tier.
+        let first_id: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM record_versions")
+                .fetch_one(&mut *tx)
+                .await?;
+        let mut next_id = first_id;
+        let new_records: Vec<_> = batch
+            .records
+            .iter()
+            .filter(|(line, _)| *line as i64 > stored_through)
+            .collect();
+        for chunk in new_records.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO record_versions (integration_id, object_type, object_id, \
+                "INSERT INTO record_versions (id, integration_id, object_type, object_id, \
                  modified, seq, line, deleted, body) ",
             );
-            insert.push_values(chunk, |mut row, (line, record)| {
-                row.push_bind(work.integration_id)
+            insert.push_values(chunk, |mut row, &(line, record)| {
+                row.push_bind(next_id)
+                    .push_bind(work.integration_id)
                     .push_bind(object_type)
                     .push_bind(&record.object_id)
                     .push_bind(record.modified.unwrap_or(work.accepted_at))
@@ -655,9 +794,20 @@ impl Store for SqliteStore {
                     .push_bind(*line as i64)
                     .push_bind(record.deleted)
                     .push_bind(&record.body);
+                next_id += 1;
             });
             insert.build().persistent(true).execute(&mut *tx).await?;
         }
+        sqlx::query(
+            "INSERT INTO recent_version_keys \
+             (integration_id, object_type, object_id, modified, seq, version_id) \
+             SELECT integration_id, object_type, object_id, modified, seq, id \
+             FROM record_versions WHERE id >= ?",
+        )
+        .bind(first_id)
+        .execute(&mut *tx)
+        .await?;
+        let counts = count_keys(&mut tx, 0, next_id - first_id).await?;
         for error in &batch.errors {
             sqlx::query(
                 "INSERT OR IGNORE INTO request_errors (seq, line, description) VALUES (?, ?, ?)",
@@ -669,6 +819,7 @@ impl Store for SqliteStore {
             .await?;
         }
         tx.commit().await?;
+        self.tiers.set(counts);
         self.reports.forget(work.seq);
         Ok(Ok(()))
     }
@@ -711,13 +862,23 @@ impl Store for SqliteStore {
 
     async fn purge_integration(&self, integration: IntegrationId) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        for table in ["record_versions", "schema_fields"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = ?"))
+        let mut removed = Vec::new();
+        for statement in [
+            "DELETE FROM record_versions WHERE id IN \
+             (SELECT version_id FROM all_version_keys WHERE integration_id = ?)",
+            "DELETE FROM version_keys WHERE integration_id = ?",
+            "DELETE FROM recent_version_keys WHERE integration_id = ?",
+            "DELETE FROM schema_fields WHERE integration_id = ?",
+        ] {
+            let done = sqlx::query(statement)
                 .bind(integration)
                 .execute(&mut *tx)
                 .await?;
+            removed.push(done.rows_affected() as i64);
         }
+        let counts = count_keys(&mut tx, -removed[1], -removed[2]).await?;
         tx.commit().await?;
+        self.tiers.set(counts);
         Ok(())
     }
 
@@ -736,6 +897,29 @@ impl Store for SqliteStore {
         let _ = tokio::time::timeout(max, self.new_work.notified()).await;
     }
 
+    async fn maintain(&self, idle: bool) -> Result<bool> {
+        let (main, recent) = self.key_tiers();
+        if recent == 0 {
+            self.tiers.forced.store(false, Ordering::Relaxed);
+            return Ok(false);
+        }
+        if idle {
+            return Ok(self.merge_step().await? > 0);
+        }
+        // Once started, a forced merge goes on until the recent tier is empty.
+        if !self.tiers.forced.load(Ordering::Relaxed) {
+            if recent < self.tiers.forced_min.load(Ordering::Relaxed).max(main / 4) {
+                return Ok(false);
+            }
+            self.tiers.forced.store(true, Ordering::Relaxed);
+        }
+        let moved = self.merge_step().await?;
+        if moved == 0 {
+            self.tiers.forced.store(false, Ordering::Relaxed);
+        }
+        Ok(moved > 0)
+    }
+
     async fn current_objects(
         &self,
         integration: IntegrationId,
@@ -746,8 +930,9 @@ impl Store for SqliteStore {
         let mut found = HashMap::with_capacity(ids.len());
         for id in ids {
             let row = sqlx::query(
-                "SELECT deleted, body FROM record_versions WHERE integration_id = ? \
-                 AND object_type = ? AND object_id = ? ORDER BY modified DESC, seq DESC LIMIT 1",
+                "SELECT deleted, body FROM record_versions WHERE id = \
+                 (SELECT version_id FROM all_version_keys WHERE integration_id = ? \
+                  AND object_type = ? AND object_id = ? ORDER BY modified DESC, seq DESC LIMIT 1)",
             )
             .bind(integration)
             .bind(object_type.code())
@@ -767,9 +952,10 @@ impl Store for SqliteStore {
         object_id: &str,
     ) -> Result<Vec<Version>> {
         let rows = sqlx::query(
-            "SELECT modified, seq, line, deleted, body FROM record_versions \
-             WHERE integration_id = ? AND object_type = ? AND object_id = ? \
-             ORDER BY modified, seq",
+            "SELECT v.modified, v.seq, v.line, v.deleted, v.body \
+             FROM all_version_keys k JOIN record_versions v ON v.id = k.version_id \
+             WHERE k.integration_id = ? AND k.object_type = ? AND k.object_id = ? \
+             ORDER BY k.modified, k.seq",
         )
         .bind(integration)
         .bind(object_type.code())
@@ -837,4 +1023,268 @@ pub(crate) fn parse_status(s: String) -> RequestStatus {
 /// SQLite JSON path of a top-level key, quoted so that dots and brackets are literal.
 fn json_path(key: &str) -> String {
     format!("$.\"{}\"", key.replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::postgres::tests::{record, upload};
+
+    struct TempDb(PathBuf);
+
+    impl TempDb {
+        fn new() -> TempDb {
+            TempDb(
+                std::env::temp_dir().join(format!("intake-tiers-{:016x}", rand::random::<u64>())),
+            )
+        }
+        fn url(&self) -> String {
+            format!("sqlite://{}/intake.db", self.0.display())
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    async fn open(db: &TempDb) -> SqliteStore {
+        std::fs::create_dir_all(&db.0).unwrap();
+        SqliteStore::open(&db.url()).await.unwrap()
+    }
+
+    const IDS: usize = 50;
+
+    /// Stores one upload of 40 CONTACT records: ids spread over `IDS`, some versions older
+    /// than what is stored, some tied on modifiedDate (the later request wins), some
+    /// deletions.
+    async fn store_upload(store: &SqliteStore, company: CompanyId, iid: IntegrationId, round: i64) {
+        let crid = format!("r{round}");
+        store
+            .insert_upload(&upload(company, iid, &crid))
+            .await
+            .unwrap();
+        let work = store
+            .claim_work("w", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        let records = (0..40i64)
+            .map(|i| {
+                let id = format!("c{:02}", (i * 7 + round * 3) % IDS as i64);
+                let modified = 1000 - round * (i % 2);
+                let deleted = round == 1 && i % 11 == 0;
+                let body = format!(r#"{{"objectId":"{id}","round":{round},"f":{i}}}"#);
+                (i as u64 + 1, record(&id, Some(modified), deleted, &body))
+            })
+            .collect();
+        let batch = Batch {
+            records,
+            checkpoint_line: 40,
+            success_count: 40,
+            ..Batch::default()
+        };
+        store
+            .apply_batch(&work, "w", &batch)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .finish_work(work.seq, "w", RequestStatus::Done, None)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Every answer the reads give: the current state of each id, and its history.
+    async fn answers(store: &SqliteStore, iid: IntegrationId) -> Vec<String> {
+        let ids: Vec<String> = (0..IDS).map(|i| format!("c{i:02}")).collect();
+        let current = store
+            .current_objects(iid, ObjectType::Contact, &ids)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for id in &ids {
+            let history = store.versions(iid, ObjectType::Contact, id).await.unwrap();
+            out.push(format!("{id} {:?} {history:?}", current[id]));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn merging_the_key_tiers_changes_no_answer() {
+        let db = TempDb::new();
+        let store = open(&db).await;
+        let company = store.create_company("acme").await.unwrap();
+        let iid = store
+            .register_integration(company.id, "crm", "a@b.c")
+            .await
+            .unwrap()
+            .id;
+        for round in 0..3 {
+            store_upload(&store, company.id, iid, round).await;
+        }
+        let expected = answers(&store, iid).await;
+        assert_eq!(store.key_tiers(), (0, 120));
+        assert!(
+            expected.iter().any(|a| a.contains(" None ")),
+            "some records are deleted"
+        );
+
+        // Below the forced threshold, nothing is merged while work waits.
+        store.set_merge_tuning(7, 1000);
+        assert!(!store.maintain(false).await.unwrap());
+        assert_eq!(store.key_tiers(), (0, 120));
+
+        // Idle steps move 7 keys each, in key order; every answer stays the same.
+        let mut steps = 0;
+        while store.maintain(true).await.unwrap() {
+            steps += 1;
+            let (main, recent) = store.key_tiers();
+            assert_eq!((main, main + recent), ((steps * 7).min(120), 120));
+            assert_eq!(answers(&store, iid).await, expected, "after step {steps}");
+        }
+        assert_eq!(steps, 18);
+        assert_eq!(store.key_tiers(), (120, 0));
+
+        // The counts are stored: a reopened store knows them.
+        drop(store);
+        let store = open(&db).await;
+        assert_eq!(store.key_tiers(), (120, 0));
+        assert_eq!(answers(&store, iid).await, expected);
+
+        // Over the forced threshold, a merge runs to the end while work waits.
+        store.set_merge_tuning(15, 30);
+        store_upload(&store, company.id, iid, 3).await;
+        assert_eq!(store.key_tiers(), (120, 40));
+        let mut forced_steps = 0;
+        while store.maintain(false).await.unwrap() {
+            forced_steps += 1;
+        }
+        assert_eq!((forced_steps, store.key_tiers()), (3, (160, 0)));
+        // Fewer recent keys than the threshold (here 41): no forced merge; at 10, one is.
+        store_upload(&store, company.id, iid, 4).await;
+        store.set_merge_tuning(15, 41);
+        assert!(!store.maintain(false).await.unwrap());
+        assert_eq!(store.key_tiers(), (160, 40));
+        store.set_merge_tuning(15, 10);
+        assert!(store.maintain(false).await.unwrap());
+
+        // Dropping a field's values reaches the versions of both tiers.
+        assert_eq!(store.key_tiers(), (175, 25));
+        let plan = SchemaPlan {
+            keep: vec![],
+            drop_values_of: vec!["f".to_string()],
+        };
+        store
+            .replace_schema(iid, ObjectType::Contact, &plan)
+            .await
+            .unwrap();
+        let after = answers(&store, iid).await;
+        assert!(after.iter().all(|a| !a.contains("\\\"f\\\"")), "{after:?}");
+        assert!(after.iter().any(|a| a.contains("\\\"round\\\":4")));
+
+        // A replayed batch adds no version.
+        let before_replay = store.key_tiers();
+        store
+            .insert_upload(&upload(company.id, iid, "replay"))
+            .await
+            .unwrap();
+        let work = store
+            .claim_work("w", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        let batch = Batch {
+            records: vec![(1, record("c01", Some(5000), false, r#"{"objectId":"c01"}"#))],
+            checkpoint_line: 1,
+            success_count: 1,
+            ..Batch::default()
+        };
+        for _ in 0..2 {
+            store
+                .apply_batch(&work, "w", &batch)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(store.key_tiers(), (before_replay.0, before_replay.1 + 1));
+
+        // Deleting the integration empties both tiers.
+        store.purge_integration(iid).await.unwrap();
+        assert_eq!(store.key_tiers(), (0, 0));
+        let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM record_versions")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(versions, 0);
+        assert!(answers(&store, iid)
+            .await
+            .iter()
+            .all(|a| a.ends_with(" None []")));
+    }
+
+    /// A store written before the key tiers existed opens with its versions intact.
+    #[tokio::test]
+    async fn versions_of_the_first_layout_survive_the_migration() {
+        let db = TempDb::new();
+        std::fs::create_dir_all(&db.0).unwrap();
+        let first = db.0.join("first-migration");
+        std::fs::create_dir_all(&first).unwrap();
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/sqlite/0001_init.sql"
+            ),
+            first.join("0001_init.sql"),
+        )
+        .unwrap();
+        let options = SqliteConnectOptions::from_str(&db.url())
+            .unwrap()
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(first.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        for (id, modified, seq, body) in [
+            ("a", 10, 1, r#"{"objectId":"a","v":1}"#),
+            ("a", 20, 2, r#"{"objectId":"a","v":2}"#),
+            ("b", 10, 1, r#"{"objectId":"b","v":1}"#),
+        ] {
+            sqlx::query(
+                "INSERT INTO record_versions (integration_id, object_type, object_id, modified, \
+                 seq, line, deleted, body) VALUES (7, ?, ?, ?, ?, 1, 0, ?)",
+            )
+            .bind(ObjectType::Contact.code())
+            .bind(id)
+            .bind(modified)
+            .bind(seq)
+            .bind(body)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let store = open(&db).await;
+        assert_eq!(store.key_tiers(), (3, 0));
+        let ids = ["a".to_string(), "b".to_string()];
+        let current = store
+            .current_objects(7, ObjectType::Contact, &ids)
+            .await
+            .unwrap();
+        assert_eq!(current["a"].as_deref(), Some(r#"{"objectId":"a","v":2}"#));
+        assert_eq!(current["b"].as_deref(), Some(r#"{"objectId":"b","v":1}"#));
+        let history = store.versions(7, ObjectType::Contact, "a").await.unwrap();
+        assert_eq!(
+            history.iter().map(|v| v.modified).collect::<Vec<_>>(),
+            vec![10, 20]
+        );
+    }
 }
