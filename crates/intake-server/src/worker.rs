@@ -237,11 +237,17 @@ impl Worker {
             }
         };
         let (sender, mut steps) = mpsc::channel(1);
+        let (written, batches_written) = std::sync::mpsc::channel();
         {
             let work = work.clone();
             let batch_lines = self.config.batch_lines;
             self.validator.run(move || {
-                validate_into_batches(file, object_type, schema, &work, batch_lines, sender)
+                let out = BatchSender {
+                    steps: sender,
+                    written: batches_written,
+                    sent: 0,
+                };
+                validate_into_batches(file, object_type, schema, &work, batch_lines, out)
             });
         }
         let mut error_count = work.error_count;
@@ -255,6 +261,8 @@ impl Worker {
                     if let Err(LeaseLost) = self.store.apply_batch(work, &self.id, &batch).await? {
                         return Ok(Outcome::LeaseLost);
                     }
+                    drop(batch);
+                    let _ = written.send(());
                 }
                 Step::Unreadable(message) => {
                     return self
@@ -272,6 +280,28 @@ impl Worker {
     }
 }
 
+/// Hands batches from the validation thread to the worker, never more than two at a time:
+/// the one being written and the next, ready or being built. Validation is several times
+/// faster than writing, so waiting costs nothing and memory stays at two batches.
+struct BatchSender {
+    steps: mpsc::Sender<Step>,
+    /// One message each time the worker has written a batch and let it go.
+    written: std::sync::mpsc::Receiver<()>,
+    sent: u64,
+}
+
+impl BatchSender {
+    /// Sends `step`; false when the worker has stopped listening.
+    fn send(&mut self, step: Step) -> bool {
+        if self.steps.blocking_send(step).is_err() {
+            return false;
+        }
+        self.sent += 1;
+        // Before a third batch is started, the first must be written.
+        self.sent < 2 || self.written.recv().is_ok()
+    }
+}
+
 /// Runs on a blocking thread: reads and validates the file, skipping lines up to the
 /// checkpoint (they are still read, so duplicates are still recognised), and sends batches.
 fn validate_into_batches(
@@ -280,20 +310,20 @@ fn validate_into_batches(
     schema: Schema,
     work: &ClaimedWork,
     batch_lines: usize,
-    steps: mpsc::Sender<Step>,
+    mut steps: BatchSender,
 ) {
     let mut success_count = work.success_count;
     let mut error_count = work.error_count;
     let mut listed = work.listed_errors as usize;
     let mut batch = Batch::default();
-    let send = |batch: &mut Batch, success_count, error_count| {
+    let send = |steps: &mut BatchSender, batch: &mut Batch, success_count, error_count| {
         let mut full = std::mem::take(batch);
         // In key order, consecutive inserts land on neighbouring index pages.
         full.records
             .sort_unstable_by(|a, b| a.1.object_id.cmp(&b.1.object_id));
         full.success_count = success_count;
         full.error_count = error_count;
-        steps.blocking_send(Step::Batch(full)).is_ok()
+        steps.send(Step::Batch(full))
     };
     let reader = BufReader::with_capacity(1 << 20, file);
     for item in FileValidator::new(reader, object_type, schema) {
@@ -301,7 +331,7 @@ fn validate_into_batches(
             Ok(outcome) => outcome,
             Err(err) => {
                 let message = format!("The uploaded file could not be read: {err}");
-                let _ = steps.blocking_send(Step::Unreadable(message));
+                steps.send(Step::Unreadable(message));
                 return;
             }
         };
@@ -326,12 +356,12 @@ fn validate_into_batches(
         }
         batch.checkpoint_line = outcome.line;
         if batch.records.len() + batch.errors.len() >= batch_lines
-            && !send(&mut batch, success_count, error_count)
+            && !send(&mut steps, &mut batch, success_count, error_count)
         {
             return;
         }
     }
     if batch.checkpoint_line > 0 {
-        send(&mut batch, success_count, error_count);
+        send(&mut steps, &mut batch, success_count, error_count);
     }
 }

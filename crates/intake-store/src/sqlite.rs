@@ -20,6 +20,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Rows per multi-row INSERT: 9 parameters each, well under SQLite's limit.
 const ROWS_PER_INSERT: usize = 500;
 
+// The multi-row inserts of versions and keys say OR ROLLBACK: a statement that may stop
+// halfway with ABORT makes SQLite keep, in memory, a copy of every page it touches (the
+// statement journal), which for a batch of keys grew with the index. None of them can meet
+// a constraint unless something is badly wrong, and then the whole transaction goes.
+
 /// Keys moved from the recent tier to the main one per merge transaction.
 const MERGE_CHUNK_KEYS: i64 = 50_000;
 
@@ -29,7 +34,11 @@ const MERGE_CHUNK_KEYS: i64 = 50_000;
 const FORCED_MERGE_MIN_KEYS: i64 = 1_000_000;
 
 pub struct SqliteStore {
+    /// Connections that read.
     pool: SqlitePool,
+    /// The one connection that writes: SQLite takes one writer at a time anyway, and the
+    /// pages a write needs stay in one page cache instead of being read into several.
+    writer: SqlitePool,
     new_work: Notify,
     rate_windows: Mutex<HashMap<CompanyId, RateWindows>>,
     reports: ReportCache,
@@ -145,20 +154,24 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
-            .pragma("cache_size", "-8192")
             .pragma("temp_store", "memory")
             .pragma("wal_autocheckpoint", "10000");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().pragma("cache_size", "-8192"))
+            .await?;
+        MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.pragma("cache_size", "-2048"))
             .await?;
-        MIGRATOR.run(&pool).await?;
         let (main, recent): (i64, i64) =
             sqlx::query_as("SELECT main_keys, recent_keys FROM version_key_tiers WHERE id = 1")
                 .fetch_one(&pool)
                 .await?;
         Ok(SqliteStore {
             pool,
+            writer,
             new_work: Notify::new(),
             rate_windows: Mutex::new(HashMap::new()),
             reports: ReportCache::default(),
@@ -216,7 +229,7 @@ impl SqliteStore {
         let mut moved = 0;
         for statement in [
             format!(
-                "INSERT INTO version_keys \
+                "INSERT OR ROLLBACK INTO version_keys \
                  (integration_id, object_type, object_id, modified, seq, version_id) \
                  SELECT integration_id, object_type, object_id, modified, seq, version_id \
                  FROM recent_version_keys {range}"
@@ -243,7 +256,7 @@ impl SqliteStore {
     /// Write transactions take the write lock at once, so two writers queue on the busy
     /// timeout instead of failing when a read would be upgraded.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
@@ -260,7 +273,7 @@ impl Store for SqliteStore {
         )
         .bind(name)
         .bind(created_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| conflict_on_unique(e, &format!("company {name} already exists")))?;
         Ok(Company {
@@ -305,7 +318,7 @@ impl Store for SqliteStore {
         .bind(company)
         .bind(hash)
         .bind(now_secs())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -331,7 +344,7 @@ impl Store for SqliteStore {
     async fn revoke_access_key(&self, key: &str) -> Result<bool> {
         let done = sqlx::query("UPDATE access_keys SET revoked = 1 WHERE access_key = ?")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -352,7 +365,7 @@ impl Store for SqliteStore {
         .bind(hash)
         .bind(scopes.join(" "))
         .bind(now_secs())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -383,7 +396,7 @@ impl Store for SqliteStore {
     async fn revoke_token(&self, token_id: &str) -> Result<bool> {
         let done = sqlx::query("UPDATE tokens SET revoked = 1 WHERE token_id = ?")
             .bind(token_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -471,7 +484,7 @@ impl Store for SqliteStore {
         .bind(name)
         .bind(owner_email)
         .bind(now_secs())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|e| conflict_on_unique(e, "integration already active"))?;
         Ok(Integration {
@@ -627,7 +640,7 @@ impl Store for SqliteStore {
         .bind(upload.object_type.code())
         .bind(&upload.spool_file)
         .bind(now_secs())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| conflict_on_unique(e, "client request id already used"))?;
         self.new_work.notify_one();
@@ -725,7 +738,7 @@ impl Store for SqliteStore {
         .bind(now_unix_ms() + lease.as_millis() as i64)
         .bind(seq)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(if done.rows_affected() == 1 {
             Ok(())
@@ -781,7 +794,7 @@ impl Store for SqliteStore {
             .collect();
         for chunk in new_records.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO record_versions (id, integration_id, object_type, object_id, \
+                "INSERT OR ROLLBACK INTO record_versions (id, integration_id, object_type, object_id, \
                  modified, seq, line, deleted, body) ",
             );
             insert.push_values(chunk, |mut row, &(line, record)| {
@@ -799,7 +812,7 @@ impl Store for SqliteStore {
             insert.build().persistent(true).execute(&mut *tx).await?;
         }
         sqlx::query(
-            "INSERT INTO recent_version_keys \
+            "INSERT OR ROLLBACK INTO recent_version_keys \
              (integration_id, object_type, object_id, modified, seq, version_id) \
              SELECT integration_id, object_type, object_id, modified, seq, id \
              FROM record_versions WHERE id >= ?",
@@ -888,7 +901,7 @@ impl Store for SqliteStore {
              WHERE lease_owner = ? AND status = 'IN_PROGRESS'",
         )
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
