@@ -68,6 +68,18 @@ upload() {
   T201=$(calc "round($t1-$t0,2)"); TDONE=$(calc "round($t2-$t1,2)"); RATE=$(calc "int($4/($t2-$t1))")
 }
 
+# wait_merged DB -> TMERGE: how long until the recent tier of version keys is merged
+# into the main one (the server does it when idle; SQLite only).
+wait_merged() {
+  local t0 left; t0=$(now)
+  while :; do
+    left=$(sqlite3 -readonly "$1" "SELECT recent_keys FROM version_key_tiers" 2>/dev/null || echo busy)
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  TMERGE=$(calc "round($(now)-$t0,2)")
+}
+
 ROWS=()
 row() { ROWS+=("| $* |"); echo "| $* |" >&2; }
 
@@ -99,9 +111,9 @@ fresh_pg() { # name -> PG_URL
   PG_URL=${PG_ADMIN%/*}/$1
 }
 
-row "backend | file | rows | MB | to 201 (s) | 201 → DONE (s) | records/s | raw load records/s | ratio | peak RSS (MB)"
-row "--- | --- | --- | --- | --- | --- | --- | --- | --- | ---"
-declare -A EMPTY_RATE
+row "backend | file | rows | MB | to 201 (s) | 201 → DONE (s) | records/s | key merge after DONE (s) | records/s counting the merge | raw load records/s | ratio | peak RSS (MB)"
+row "--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---"
+declare -A EMPTY_RATE EMPTY_RATE_MERGED
 for backend in sqlite postgres; do
   for t in contact deal; do
     T=${t^^}; rows=$([ $t = contact ] && echo "$CONTACT_ROWS" || echo "$DEAL_ROWS")
@@ -112,24 +124,40 @@ for backend in sqlite postgres; do
       fresh_pg intake_bench_$t; start_server "p-$t" "$PG_URL"; raw_load=raw_postgres
     fi
     upload "$WORK/$t.ldjson" "$T" "bench-$t" "$rows"
+    if [ $backend = sqlite ]; then
+      wait_merged "$WORK/s-$t/intake.db"; merged_rate=$(calc "int($rows/($TDONE+$TMERGE))")
+    else
+      TMERGE="–"; merged_rate="–"
+    fi
     rss=$(peak_rss_mb); stop_server
     $raw_load "$WORK/$t.csv" "$rows"
-    EMPTY_RATE[$backend-$t]=$RATE
-    row "$backend | $T | $rows | $mb | $T201 | $TDONE | $RATE | $RAW_RATE | $(calc "round($RATE/$RAW_RATE,2)") | $rss"
+    EMPTY_RATE[$backend-$t]=$RATE; EMPTY_RATE_MERGED[$backend-$t]=$merged_rate
+    row "$backend | $T | $rows | $mb | $T201 | $TDONE | $RATE | $TMERGE | $merged_rate | $RAW_RATE | $(calc "round($RATE/$RAW_RATE,2)") | $rss"
   done
 done
 
 # The same CONTACT upload on a store that already holds PREFILL records.
 echo "prefilling $PREFILL records" >&2
 start_server s-prefill "sqlite://$WORK/s-prefill/intake.db"
-chunk=625000; n=0
-while [ $n -lt "$PREFILL" ]; do
-  "$BIN" gen --type CONTACT --count $chunk --seed $((100 + n / chunk)) --output "$WORK/prefill.ldjson"
-  upload "$WORK/prefill.ldjson" CONTACT "prefill-$n" $chunk
+chunk=625000; files=$(( (PREFILL + chunk - 1) / chunk ))
+for k in $(seq 0 $((files - 1))); do
+  [ -s "$WORK/prefill-$k.ldjson" ] || "$BIN" gen --type CONTACT --count $chunk --seed $((100 + k)) --output "$WORK/prefill-$k.ldjson"
+done
+# Back to back, so that merges done while idle are counted too.
+t0=$(now); n=0
+for k in $(seq 0 $((files - 1))); do
+  upload "$WORK/prefill-$k.ldjson" CONTACT "prefill-$k" $chunk
   n=$((n + chunk))
 done
+wait_merged "$WORK/s-prefill/intake.db"
+prefill_time=$(calc "round($(now)-$t0,1)")
+PREFILL_NOTE="Prefill: $n records in $files back-to-back uploads took $prefill_time s from the first upload to the end of the last merge ($(calc "int($n/$prefill_time)") records/s; the last merge ended $TMERGE s after the last DONE)."
+echo "$PREFILL_NOTE" >&2
 upload "$WORK/contact.ldjson" CONTACT bench-after-prefill "$CONTACT_ROWS"
-row "sqlite, $PREFILL stored | CONTACT | $CONTACT_ROWS | | $T201 | $TDONE | $RATE | empty store: ${EMPTY_RATE[sqlite-contact]} | $(calc "round($RATE/${EMPTY_RATE[sqlite-contact]},2)") | $(peak_rss_mb)"
+wait_merged "$WORK/s-prefill/intake.db"; merged_rate=$(calc "int($CONTACT_ROWS/($TDONE+$TMERGE))")
+ratio=$(calc "round($RATE/${EMPTY_RATE[sqlite-contact]},2)")
+merged_ratio=$(calc "round($merged_rate/${EMPTY_RATE_MERGED[sqlite-contact]},2)")
+row "sqlite, $PREFILL stored | CONTACT | $CONTACT_ROWS | | $T201 | $TDONE | $RATE | $TMERGE | $merged_rate | empty store: ${EMPTY_RATE[sqlite-contact]} (${EMPTY_RATE_MERGED[sqlite-contact]} counting the merge) | $ratio ($merged_ratio counting the merge) | $(peak_rss_mb)"
 
 # request-status throughput next to /health, 64 connections, from a second process.
 AUTH=$(printf '%s:%s' "$KEY" "$SECRET" | base64 -w0)
@@ -138,9 +166,11 @@ status_rps=$(wrk -t2 -c64 -d"${WRK_SECONDS}s" -H "Authorization: Basic $AUTH" \
 health_rps=$(wrk -t2 -c64 -d"${WRK_SECONDS}s" "$URL/health" | awk '/Requests\/sec/ {print int($2)}')
 stop_server
 echo >&2
-row "request-status | | | | | | $status_rps req/s | /health: $health_rps req/s | $(calc "round($status_rps/$health_rps,2)") |"
+row "request-status | | | | | | $status_rps req/s | | | /health: $health_rps req/s | $(calc "round($status_rps/$health_rps,2)") |"
 
 echo
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r); $(date -u +%F)"
 echo
 printf '%s\n' "${ROWS[@]}"
+echo
+echo "$PREFILL_NOTE"

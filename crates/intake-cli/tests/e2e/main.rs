@@ -4,3 +4,4 @@ mod api;
 mod cli;
 mod cluster;
 mod harness;
+mod tiers;
