@@ -62,6 +62,39 @@ impl KeyTiers {
     }
 }
 
+const RECENT: &str = "recent_version_keys";
+const MAIN: &str = "version_keys";
+
+/// (integration, object type, object id, modifiedDate, request sequence)
+type VersionKey = (i64, i64, String, i64, i64);
+
+/// The first keys of a tier, up to some key: an SQL condition and what it binds.
+struct KeyRange {
+    condition: String,
+    integration: Option<IntegrationId>,
+    last: Option<VersionKey>,
+}
+
+impl KeyRange {
+    fn bind<'q>(
+        &'q self,
+        mut query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+        if let Some(integration) = self.integration {
+            query = query.bind(integration);
+        }
+        if let Some(key) = &self.last {
+            query = query
+                .bind(key.0)
+                .bind(key.1)
+                .bind(&key.2)
+                .bind(key.3)
+                .bind(key.4);
+        }
+        query
+    }
+}
+
 /// Adds to the tier counts inside `tx`, and returns the new counts.
 async fn count_keys(tx: &mut sqlx::SqliteConnection, main: i64, recent: i64) -> Result<(i64, i64)> {
     Ok(sqlx::query_as(
@@ -209,48 +242,94 @@ impl SqliteStore {
     /// a merge rewrites each of its pages about once however many keys it brings. Returns
     /// how many keys moved.
     async fn merge_step(&self) -> Result<i64> {
-        let chunk = self.tiers.merge_chunk.load(Ordering::Relaxed);
         let mut tx = self.begin_write().await?;
-        let last: Option<(i64, i64, String, i64, i64)> = sqlx::query_as(
-            "SELECT integration_id, object_type, object_id, modified, seq \
-             FROM recent_version_keys \
-             ORDER BY integration_id, object_type, object_id, modified, seq LIMIT 1 OFFSET ?",
-        )
-        .bind(chunk - 1)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let range = match last {
-            Some(_) => {
-                "WHERE (integration_id, object_type, object_id, modified, seq) \
-                        <= (?, ?, ?, ?, ?)"
-            }
-            None => "",
-        };
+        let keys = self.first_keys(&mut tx, RECENT, None).await?;
         let mut moved = 0;
         for statement in [
             format!(
                 "INSERT OR ROLLBACK INTO version_keys \
                  (integration_id, object_type, object_id, modified, seq, version_id) \
                  SELECT integration_id, object_type, object_id, modified, seq, version_id \
-                 FROM recent_version_keys {range}"
+                 FROM {RECENT} WHERE {}",
+                keys.condition
             ),
-            format!("DELETE FROM recent_version_keys {range}"),
+            format!("DELETE FROM {RECENT} WHERE {}", keys.condition),
         ] {
-            let mut query = sqlx::query(&statement);
-            if let Some(key) = &last {
-                query = query
-                    .bind(key.0)
-                    .bind(key.1)
-                    .bind(&key.2)
-                    .bind(key.3)
-                    .bind(key.4);
-            }
-            moved = query.execute(&mut *tx).await?.rows_affected() as i64;
+            moved = keys
+                .bind(sqlx::query(&statement))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
         }
         let counts = count_keys(&mut tx, moved, -moved).await?;
         tx.commit().await?;
         self.tiers.set(counts);
         Ok(moved)
+    }
+
+    /// Deletes the versions of `integration` whose keys come first in `tier`, up to one
+    /// chunk, in one transaction. Returns how many went.
+    async fn purge_step(&self, integration: IntegrationId, tier: &'static str) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let keys = self.first_keys(&mut tx, tier, Some(integration)).await?;
+        let mut removed = 0;
+        for statement in [
+            format!(
+                "DELETE FROM record_versions WHERE id IN \
+                 (SELECT version_id FROM {tier} WHERE {})",
+                keys.condition
+            ),
+            format!("DELETE FROM {tier} WHERE {}", keys.condition),
+        ] {
+            removed = keys
+                .bind(sqlx::query(&statement))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+        }
+        let counts = match tier {
+            RECENT => count_keys(&mut tx, 0, -removed).await?,
+            _ => count_keys(&mut tx, -removed, 0).await?,
+        };
+        tx.commit().await?;
+        self.tiers.set(counts);
+        Ok(removed)
+    }
+
+    /// The first keys of `tier` in key order (of one integration, when given), up to one
+    /// chunk.
+    async fn first_keys(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        tier: &str,
+        integration: Option<IntegrationId>,
+    ) -> Result<KeyRange> {
+        let chunk = self.tiers.merge_chunk.load(Ordering::Relaxed);
+        let of_integration = if integration.is_some() {
+            "integration_id = ?"
+        } else {
+            "1"
+        };
+        let sql = format!(
+            "SELECT integration_id, object_type, object_id, modified, seq FROM {tier} \
+             WHERE {of_integration} \
+             ORDER BY integration_id, object_type, object_id, modified, seq LIMIT 1 OFFSET ?"
+        );
+        let mut query = sqlx::query_as(&sql);
+        if let Some(integration) = integration {
+            query = query.bind(integration);
+        }
+        let last: Option<VersionKey> = query.bind(chunk - 1).fetch_optional(tx).await?;
+        let up_to_last = if last.is_some() {
+            "(integration_id, object_type, object_id, modified, seq) <= (?, ?, ?, ?, ?)"
+        } else {
+            "1"
+        };
+        Ok(KeyRange {
+            condition: format!("{of_integration} AND {up_to_last}"),
+            integration,
+            last,
+        })
     }
 
     /// Write transactions take the write lock at once, so two writers queue on the busy
@@ -874,24 +953,15 @@ impl Store for SqliteStore {
     }
 
     async fn purge_integration(&self, integration: IntegrationId) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let mut removed = Vec::new();
-        for statement in [
-            "DELETE FROM record_versions WHERE id IN \
-             (SELECT version_id FROM all_version_keys WHERE integration_id = ?)",
-            "DELETE FROM version_keys WHERE integration_id = ?",
-            "DELETE FROM recent_version_keys WHERE integration_id = ?",
-            "DELETE FROM schema_fields WHERE integration_id = ?",
-        ] {
-            let done = sqlx::query(statement)
-                .bind(integration)
-                .execute(&mut *tx)
-                .await?;
-            removed.push(done.rows_affected() as i64);
+        // In steps, so that neither memory nor the WAL grows with the integration; a purge
+        // cut short is finished when its request is taken up again.
+        for tier in [RECENT, MAIN] {
+            while self.purge_step(integration, tier).await? > 0 {}
         }
-        let counts = count_keys(&mut tx, -removed[1], -removed[2]).await?;
-        tx.commit().await?;
-        self.tiers.set(counts);
+        sqlx::query("DELETE FROM schema_fields WHERE integration_id = ?")
+            .bind(integration)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
@@ -1226,14 +1296,24 @@ mod tests {
         }
         assert_eq!(store.key_tiers(), (before_replay.0, before_replay.1 + 1));
 
-        // Deleting the integration empties both tiers.
+        // Deleting the integration empties both tiers of its keys, in steps of 15, and
+        // leaves another integration alone.
+        let other_company = store.create_company("other").await.unwrap();
+        let other = store
+            .register_integration(other_company.id, "crm", "a@b.c")
+            .await
+            .unwrap()
+            .id;
+        store_upload(&store, other_company.id, other, 0).await;
+        let other_answers = answers(&store, other).await;
         store.purge_integration(iid).await.unwrap();
-        assert_eq!(store.key_tiers(), (0, 0));
+        assert_eq!(store.key_tiers(), (0, 40));
         let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM record_versions")
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        assert_eq!(versions, 0);
+        assert_eq!(versions, 40);
+        assert_eq!(answers(&store, other).await, other_answers);
         assert!(answers(&store, iid)
             .await
             .iter()
