@@ -50,10 +50,10 @@ async fn an_idle_sqlite_server_merges_its_key_tiers() {
     let mut expected: Vec<String> = (0..n).map(|i| format!("v1-{i}")).collect();
     let mut second = String::new();
     let mut added = 0;
-    for i in 0..n {
+    for (i, name) in expected.iter_mut().enumerate() {
         if i % 3 == 0 {
             second += &account(i, "2024-02-01T00:00:00Z", &format!("v2-{i}"));
-            expected[i] = format!("v2-{i}");
+            *name = format!("v2-{i}");
             added += 1;
         } else if i % 5 == 0 {
             second += &account(i, "2023-01-01T00:00:00Z", &format!("old-{i}"));
