@@ -25,8 +25,18 @@ const ROWS_PER_INSERT: usize = 500;
 // statement journal), which for a batch of keys grew with the index. None of them can meet
 // a constraint unless something is badly wrong, and then the whole transaction goes.
 
-/// Keys moved from the recent tier to the main one per merge transaction.
-const MERGE_CHUNK_KEYS: i64 = 50_000;
+/// Pages of the main key index that one merge step should rewrite, about: a step holds
+/// the write lock, which new uploads wait for, and 2,000 pages take ~0.1 s.
+const MERGE_STEP_PAGES: i64 = 2_000;
+
+/// Keys on one leaf page of a key index, about (measured: ~4 KiB pages of ~35-byte keys).
+const KEYS_PER_PAGE: i64 = 100;
+
+/// The most keys one merge or purge step takes, however few pages they touch.
+const MAX_STEP_KEYS: i64 = 100_000;
+
+/// Versions one purge step deletes: their bodies lie anywhere in `record_versions`.
+const PURGE_STEP_KEYS: i64 = 20_000;
 
 /// The recent tier is merged at once, even while work waits, when it holds this many keys
 /// and at least a quarter of the main tier's: past that, inserting into it starts to cost
@@ -50,7 +60,7 @@ pub struct SqliteStore {
 struct KeyTiers {
     main: AtomicI64,
     recent: AtomicI64,
-    merge_chunk: AtomicI64,
+    max_step_keys: AtomicI64,
     forced_min: AtomicI64,
     forced: AtomicBool,
 }
@@ -211,7 +221,7 @@ impl SqliteStore {
             tiers: KeyTiers {
                 main: AtomicI64::new(main),
                 recent: AtomicI64::new(recent),
-                merge_chunk: AtomicI64::new(MERGE_CHUNK_KEYS),
+                max_step_keys: AtomicI64::new(MAX_STEP_KEYS),
                 forced_min: AtomicI64::new(FORCED_MERGE_MIN_KEYS),
                 forced: AtomicBool::new(false),
             },
@@ -226,12 +236,12 @@ impl SqliteStore {
         )
     }
 
-    /// Sets how many keys one merge step moves, and the fewest recent keys that force a
-    /// merge while work waits (tests use small numbers).
-    pub fn set_merge_tuning(&self, chunk_keys: i64, forced_min_keys: i64) {
+    /// Sets the most keys one merge or purge step takes, and the fewest recent keys that
+    /// force a merge while work waits (tests use small numbers).
+    pub fn set_merge_tuning(&self, max_step_keys: i64, forced_min_keys: i64) {
         self.tiers
-            .merge_chunk
-            .store(chunk_keys.max(1), Ordering::Relaxed);
+            .max_step_keys
+            .store(max_step_keys.max(1), Ordering::Relaxed);
         self.tiers
             .forced_min
             .store(forced_min_keys, Ordering::Relaxed);
@@ -242,8 +252,13 @@ impl SqliteStore {
     /// a merge rewrites each of its pages about once however many keys it brings. Returns
     /// how many keys moved.
     async fn merge_step(&self) -> Result<i64> {
+        // The first c of r recent keys span c/r of the key space, so they land on about
+        // min(c, c/r x main pages) pages: as many keys as touch MERGE_STEP_PAGES pages.
+        let (main, recent) = self.key_tiers();
+        let main_pages = (main / KEYS_PER_PAGE).max(1);
+        let chunk = (MERGE_STEP_PAGES * (recent / main_pages).max(1)).min(self.max_step_keys());
         let mut tx = self.begin_write().await?;
-        let keys = self.first_keys(&mut tx, RECENT, None).await?;
+        let keys = self.first_keys(&mut tx, RECENT, None, chunk).await?;
         let mut moved = 0;
         for statement in [
             format!(
@@ -271,7 +286,10 @@ impl SqliteStore {
     /// chunk, in one transaction. Returns how many went.
     async fn purge_step(&self, integration: IntegrationId, tier: &'static str) -> Result<i64> {
         let mut tx = self.begin_write().await?;
-        let keys = self.first_keys(&mut tx, tier, Some(integration)).await?;
+        let chunk = PURGE_STEP_KEYS.min(self.max_step_keys());
+        let keys = self
+            .first_keys(&mut tx, tier, Some(integration), chunk)
+            .await?;
         let mut removed = 0;
         for statement in [
             format!(
@@ -296,15 +314,19 @@ impl SqliteStore {
         Ok(removed)
     }
 
-    /// The first keys of `tier` in key order (of one integration, when given), up to one
-    /// chunk.
+    fn max_step_keys(&self) -> i64 {
+        self.tiers.max_step_keys.load(Ordering::Relaxed)
+    }
+
+    /// The first `chunk` keys of `tier` in key order (of one integration, when given), or
+    /// all if fewer.
     async fn first_keys(
         &self,
         tx: &mut sqlx::SqliteConnection,
         tier: &str,
         integration: Option<IntegrationId>,
+        chunk: i64,
     ) -> Result<KeyRange> {
-        let chunk = self.tiers.merge_chunk.load(Ordering::Relaxed);
         let of_integration = if integration.is_some() {
             "integration_id = ?"
         } else {
