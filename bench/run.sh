@@ -154,7 +154,23 @@ prefill_time=$(calc "round($(now)-$t0,1)")
 PREFILL_NOTE="Prefill: $n records in $files back-to-back uploads took $prefill_time s from the first upload to the end of the last merge ($(calc "int($n/$prefill_time)") records/s; the last merge ended $TMERGE s after the last DONE)."
 echo "$PREFILL_NOTE" >&2
 upload "$WORK/contact.ldjson" CONTACT bench-after-prefill "$CONTACT_ROWS"
+# While that upload's keys are merged, one-line uploads every 0.1 s: how long their 201 waits.
+head -1 "$WORK/contact.ldjson" > "$WORK/one.ldjson"
+(
+  max=0; k=0
+  while [ "$(sqlite3 -readonly "$WORK/s-prefill/intake.db" "SELECT recent_keys > 0 FROM version_key_tiers" 2>/dev/null || echo 1)" = 1 ]; do
+    k=$((k + 1))
+    t=$(curl -sf -o /dev/null -w '%{time_total}' -u "$KEY:$SECRET" -F "dataFile=@$WORK/one.ldjson" \
+      "$URL/v2/crm/entities?integrationId=$ID&objectType=CONTACT&clientRequestId=probe-$k")
+    max=$(calc "max($max,$t)"); sleep 0.1
+  done
+  echo "$max $k" > "$WORK/probe.out"
+) &
+probe=$!
 wait_merged "$WORK/s-prefill/intake.db"; merged_rate=$(calc "int($CONTACT_ROWS/($TDONE+$TMERGE))")
+wait $probe; read -r probe_max probe_count < "$WORK/probe.out"
+PROBE_NOTE="During the merge after the upload to the 5M store, $probe_count one-line uploads got their 201 in at most $(calc "round($probe_max,2)") s."
+echo "$PROBE_NOTE" >&2
 ratio=$(calc "round($RATE/${EMPTY_RATE[sqlite-contact]},2)")
 merged_ratio=$(calc "round($merged_rate/${EMPTY_RATE_MERGED[sqlite-contact]},2)")
 row "sqlite, $PREFILL stored | CONTACT | $CONTACT_ROWS | | $T201 | $TDONE | $RATE | $TMERGE | $merged_rate | empty store: ${EMPTY_RATE[sqlite-contact]} (${EMPTY_RATE_MERGED[sqlite-contact]} counting the merge) | $ratio ($merged_ratio counting the merge) | $(peak_rss_mb)"
@@ -174,3 +190,4 @@ echo
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "$PREFILL_NOTE"
+echo "$PROBE_NOTE"
