@@ -170,7 +170,8 @@ probe=$!
 wait_merged "$WORK/s-prefill/intake.db"; merged_rate=$(calc "int($CONTACT_ROWS/($TDONE+$TMERGE))")
 wait $probe; read -r probe_max probe_count < "$WORK/probe.out"
 PROBE_NOTE="During the merge after the upload to the 5M store, $probe_count one-line uploads got their 201 in at most $(calc "round($probe_max,2)") s."
-echo "$PROBE_NOTE" >&2
+echo "$PROBE_NOTE"
+echo "$PG_PREFILL_NOTE" >&2
 ratio=$(calc "round($RATE/${EMPTY_RATE[sqlite-contact]},2)")
 merged_ratio=$(calc "round($merged_rate/${EMPTY_RATE_MERGED[sqlite-contact]},2)")
 row "sqlite, $PREFILL stored | CONTACT | $CONTACT_ROWS | | $T201 | $TDONE | $RATE | $TMERGE | $merged_rate | empty store: ${EMPTY_RATE[sqlite-contact]} (${EMPTY_RATE_MERGED[sqlite-contact]} counting the merge) | $ratio ($merged_ratio counting the merge) | $(peak_rss_mb)"
@@ -184,6 +185,18 @@ stop_server
 echo >&2
 row "request-status | | | | | | $status_rps req/s | | | /health: $health_rps req/s | $(calc "round($status_rps/$health_rps,2)") |"
 
+# The same on PostgreSQL, for information (the target names SQLite): PostgreSQL keeps one
+# index over every version.
+fresh_pg intake_bench_prefill; start_server p-prefill "$PG_URL"
+t0=$(now)
+for k in $(seq 0 $((files - 1))); do upload "$WORK/prefill-$k.ldjson" CONTACT "prefill-$k" $chunk; done
+PG_PREFILL_NOTE="PostgreSQL prefill: $n records took $(calc "round($(now)-$t0,1)") s."
+echo "$PG_PREFILL_NOTE" >&2
+upload "$WORK/contact.ldjson" CONTACT bench-after-prefill "$CONTACT_ROWS"
+row "postgres, $PREFILL stored | CONTACT | $CONTACT_ROWS | | $T201 | $TDONE | $RATE | – | – | empty store: ${EMPTY_RATE[postgres-contact]} | $(calc "round($RATE/${EMPTY_RATE[postgres-contact]},2)") | $(peak_rss_mb)"
+stop_server
+psql -q "$PG_ADMIN" -c "DROP DATABASE intake_bench_prefill WITH (FORCE)" > /dev/null
+
 echo
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r); $(date -u +%F)"
 echo
@@ -191,3 +204,4 @@ printf '%s\n' "${ROWS[@]}"
 echo
 echo "$PREFILL_NOTE"
 echo "$PROBE_NOTE"
+echo "$PG_PREFILL_NOTE"
