@@ -48,7 +48,8 @@ start_server() { # name database-url
   ID=$(curl -sf -u "$KEY:$SECRET" -X PUT "$URL/v2/crm/integrations" -H 'content-type: application/json' \
         -d '{"name":"bench","ownerEmail":"bench@example.com"}' | python3 -c "import json,sys;print(json.load(sys.stdin)['integrationId'])")
 }
-stop_server() { kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null || true; }
+stop_server() { [ -z "$SERVER_PID" ] || { kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null || true; }; }
+trap stop_server EXIT
 peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status"; }
 
 # upload FILE TYPE CRID ROWS -> sets T201 TDONE RATE
@@ -170,8 +171,7 @@ probe=$!
 wait_merged "$WORK/s-prefill/intake.db"; merged_rate=$(calc "int($CONTACT_ROWS/($TDONE+$TMERGE))")
 wait $probe; read -r probe_max probe_count < "$WORK/probe.out"
 PROBE_NOTE="During the merge after the upload to the 5M store, $probe_count one-line uploads got their 201 in at most $(calc "round($probe_max,2)") s."
-echo "$PROBE_NOTE"
-echo "$PG_PREFILL_NOTE" >&2
+echo "$PROBE_NOTE" >&2
 ratio=$(calc "round($RATE/${EMPTY_RATE[sqlite-contact]},2)")
 merged_ratio=$(calc "round($merged_rate/${EMPTY_RATE_MERGED[sqlite-contact]},2)")
 row "sqlite, $PREFILL stored | CONTACT | $CONTACT_ROWS | | $T201 | $TDONE | $RATE | $TMERGE | $merged_rate | empty store: ${EMPTY_RATE[sqlite-contact]} (${EMPTY_RATE_MERGED[sqlite-contact]} counting the merge) | $ratio ($merged_ratio counting the merge) | $(peak_rss_mb)"
