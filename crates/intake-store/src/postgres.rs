@@ -30,20 +30,6 @@ const WORK_CHANNEL: &str = "intake_work";
 /// Versions read and rewritten per round trip when a schema change drops field values.
 const DROP_VALUES_PAGE: i64 = 2_000;
 
-/// Versions moved from `recent_versions` to `record_versions` per merge transaction. A
-/// merge step locks only the rows it moves, so uploads and batches go on meanwhile.
-const MERGE_STEP_ROWS: i64 = 50_000;
-
-/// Between two requests, the recent versions are merged at once when there are this many
-/// and at least a quarter as many as in the main table (its planner estimate).
-const FORCED_MERGE_MIN_ROWS: i64 = 1_000_000;
-
-/// The advisory lock that lets one instance at a time merge.
-const MERGE_LOCK: i64 = 0x696e_7461_6b65_6d67;
-
-/// The tables that hold versions: the main one, then the recent one.
-const VERSION_TABLES: [&str; 2] = ["record_versions", "recent_versions"];
-
 pub struct PgStore {
     pool: PgPool,
     /// Started on first use by a worker (admin commands never need it).
@@ -105,51 +91,6 @@ impl PgStore {
                 None
             }
         }
-    }
-
-    /// Moves the first recent versions in key order, up to one step, into the main table,
-    /// in one transaction, unless another instance is merging. Taken in key order,
-    /// successive steps sweep the main index once. Says whether anything moved.
-    async fn merge_step(&self) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(MERGE_LOCK)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !ours {
-            return Ok(false);
-        }
-        let last: Option<(i64, i16, String, i64, i64)> = sqlx::query_as(
-            "SELECT integration_id, object_type, object_id, modified, seq FROM recent_versions \
-             ORDER BY integration_id, object_type, object_id, modified, seq \
-             OFFSET $1 LIMIT 1",
-        )
-        .bind(MERGE_STEP_ROWS - 1)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let range = if last.is_some() {
-            "WHERE (integration_id, object_type, object_id, modified, seq) \
-             <= ($1, $2, $3, $4, $5)"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "WITH moved AS (DELETE FROM recent_versions {range} RETURNING *) \
-             INSERT INTO record_versions SELECT * FROM moved \
-             ORDER BY integration_id, object_type, object_id, modified, seq"
-        );
-        let mut query = sqlx::query(&sql);
-        if let Some(key) = &last {
-            query = query
-                .bind(key.0)
-                .bind(key.1)
-                .bind(&key.2)
-                .bind(key.3)
-                .bind(key.4);
-        }
-        let moved = query.execute(&mut *tx).await?.rows_affected();
-        tx.commit().await?;
-        Ok(moved > 0)
     }
 }
 
@@ -540,9 +481,7 @@ impl Store for PgStore {
             .await?;
         }
         for name in &plan.drop_values_of {
-            for table in VERSION_TABLES {
-                drop_values(&mut tx, table, integration, object_type, name).await?;
-            }
+            drop_values(&mut tx, integration, object_type, name).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -682,18 +621,6 @@ impl Store for PgStore {
             WorkKind::DeleteIntegration => return Ok(Err(LeaseLost)),
         };
         let mut tx = self.pool.begin().await?;
-        // Lines up to the checkpoint are stored already: a replayed batch adds nothing.
-        let stored_through: i64 =
-            sqlx::query_scalar("SELECT checkpoint_line FROM requests WHERE seq = $1 FOR UPDATE")
-                .bind(work.seq)
-                .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or(0);
-        let records: Vec<&(u64, intake_model::ValidRecord)> = batch
-            .records
-            .iter()
-            .filter(|(line, _)| *line as i64 > stored_through)
-            .collect();
         // The lease check takes the request's row lock first; nothing is written unless the
         // lease is ours.
         let owned = sqlx::query(
@@ -712,20 +639,20 @@ impl Store for PgStore {
         if owned.rows_affected() != 1 {
             return Ok(Err(LeaseLost));
         }
-        if !records.is_empty() {
+        if !batch.records.is_empty() {
             // COPY is PostgreSQL's fast path. A checkpoint commits with its rows, so a
             // resumed request never sends a stored row again and COPY meets no conflict;
             // should it meet one anyway, the batch is written again, skipping conflicts.
             sqlx::query("SAVEPOINT copy_versions")
                 .execute(&mut *tx)
                 .await?;
-            match copy_versions(&mut tx, work, object_type, &records).await {
+            match copy_versions(&mut tx, work, object_type, &batch.records).await {
                 Ok(()) => {}
                 Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                     sqlx::query("ROLLBACK TO SAVEPOINT copy_versions")
                         .execute(&mut *tx)
                         .await?;
-                    insert_versions_skipping_conflicts(&mut tx, work, object_type, &records)
+                    insert_versions_skipping_conflicts(&mut tx, work, object_type, &batch.records)
                         .await?;
                 }
                 Err(err) => return Err(err.into()),
@@ -786,7 +713,7 @@ impl Store for PgStore {
 
     async fn purge_integration(&self, integration: IntegrationId) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for table in ["record_versions", "recent_versions", "schema_fields"] {
+        for table in ["record_versions", "schema_fields"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = $1"))
                 .bind(integration)
                 .execute(&mut *tx)
@@ -812,27 +739,6 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn maintain(&self, idle: bool) -> Result<bool> {
-        if !idle {
-            let recent: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM (SELECT 1 FROM recent_versions LIMIT $1) r",
-            )
-            .bind(FORCED_MERGE_MIN_ROWS)
-            .fetch_one(&self.pool)
-            .await?;
-            let main: f32 = sqlx::query_scalar(
-                "SELECT greatest(reltuples, 0) FROM pg_class \
-                 WHERE oid = 'record_versions'::regclass",
-            )
-            .fetch_one(&self.pool)
-            .await?;
-            if recent < FORCED_MERGE_MIN_ROWS || (recent as f32) < main / 4.0 {
-                return Ok(false);
-            }
-        }
-        self.merge_step().await
-    }
-
     async fn wait_for_work(&self, max: Duration) {
         match self.work_signal().await {
             Some(notify) => {
@@ -853,13 +759,8 @@ impl Store for PgStore {
         let rows = sqlx::query(
             "SELECT i.id, v.deleted, v.body FROM UNNEST($3::text[]) AS i(id) \
              CROSS JOIN LATERAL ( \
-                 SELECT deleted, body FROM ( \
-                     SELECT modified, seq, deleted, body FROM record_versions \
-                     WHERE integration_id = $1 AND object_type = $2 AND object_id = i.id \
-                     UNION ALL \
-                     SELECT modified, seq, deleted, body FROM recent_versions \
-                     WHERE integration_id = $1 AND object_type = $2 AND object_id = i.id \
-                 ) both_tiers \
+                 SELECT deleted, body FROM record_versions \
+                 WHERE integration_id = $1 AND object_type = $2 AND object_id = i.id \
                  ORDER BY modified DESC, seq DESC LIMIT 1 \
              ) v",
         )
@@ -887,9 +788,6 @@ impl Store for PgStore {
         let rows = sqlx::query(
             "SELECT modified, seq, line, deleted, body FROM record_versions \
              WHERE integration_id = $1 AND object_type = $2 AND object_id = $3 \
-             UNION ALL \
-             SELECT modified, seq, line, deleted, body FROM recent_versions \
-             WHERE integration_id = $1 AND object_type = $2 AND object_id = $3 \
              ORDER BY modified, seq",
         )
         .bind(integration)
@@ -916,7 +814,6 @@ impl Store for PgStore {
 /// refuses `\u0000`), where SQLite's `json_remove` leaves everything else as it was.
 async fn drop_values(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    table: &str,
     integration: IntegrationId,
     object_type: ObjectType,
     name: &str,
@@ -926,13 +823,13 @@ async fn drop_values(
     // Keyset pagination from before the first key (object ids are never empty).
     let mut after = (String::new(), i64::MIN, i64::MIN);
     loop {
-        let rows = sqlx::query(&format!(
-            "SELECT object_id, modified, seq, body FROM {table} \
+        let rows = sqlx::query(
+            "SELECT object_id, modified, seq, body FROM record_versions \
              WHERE integration_id = $1 AND object_type = $2 \
              AND (object_id, modified, seq) > ($3, $4, $5) \
              AND strpos(body, $6) > 0 \
-             ORDER BY object_id, modified, seq LIMIT $7"
-        ))
+             ORDER BY object_id, modified, seq LIMIT $7",
+        )
         .bind(integration)
         .bind(object_type.code())
         .bind(&after.0)
@@ -952,13 +849,13 @@ async fn drop_values(
             }
         }
         if !ids.is_empty() {
-            sqlx::query(&format!(
-                "UPDATE {table} r SET body = u.body \
+            sqlx::query(
+                "UPDATE record_versions r SET body = u.body \
                  FROM UNNEST($3::text[], $4::bigint[], $5::bigint[], $6::text[]) \
                      AS u(object_id, modified, seq, body) \
                  WHERE r.integration_id = $1 AND r.object_type = $2 \
-                 AND r.object_id = u.object_id AND r.modified = u.modified AND r.seq = u.seq"
-            ))
+                 AND r.object_id = u.object_id AND r.modified = u.modified AND r.seq = u.seq",
+            )
             .bind(integration)
             .bind(object_type.code())
             .bind(ids)
@@ -1069,22 +966,22 @@ fn push_copy_text(row: &mut Vec<u8>, value: &str) {
     }
 }
 
-/// Streams the batch's versions into `recent_versions` with COPY, in chunks of about 1 MiB.
+/// Streams the batch's versions into `record_versions` with COPY, in chunks of about 1 MiB.
 async fn copy_versions(
     tx: &mut sqlx::PgConnection,
     work: &ClaimedWork,
     object_type: i16,
-    records: &[&(u64, intake_model::ValidRecord)],
+    records: &[(u64, intake_model::ValidRecord)],
 ) -> std::result::Result<(), sqlx::Error> {
     use std::io::Write;
     let mut copy = tx
         .copy_in_raw(
-            "COPY recent_versions (integration_id, object_type, object_id, modified, seq, \
+            "COPY record_versions (integration_id, object_type, object_id, modified, seq, \
              line, deleted, body) FROM STDIN",
         )
         .await?;
     let mut chunk = Vec::with_capacity(1 << 20);
-    for &(line, record) in records {
+    for (line, record) in records {
         let modified = record.modified.unwrap_or(work.accepted_at);
         write!(chunk, "{}\t{}\t", work.integration_id, object_type).expect("writes to a Vec");
         push_copy_text(&mut chunk, &record.object_id);
@@ -1119,7 +1016,7 @@ async fn insert_versions_skipping_conflicts(
     tx: &mut sqlx::PgConnection,
     work: &ClaimedWork,
     object_type: i16,
-    records: &[&(u64, intake_model::ValidRecord)],
+    records: &[(u64, intake_model::ValidRecord)],
 ) -> std::result::Result<(), sqlx::Error> {
     let ids: Vec<&str> = records.iter().map(|(_, r)| r.object_id.as_str()).collect();
     let modified: Vec<i64> = records
@@ -1130,7 +1027,7 @@ async fn insert_versions_skipping_conflicts(
     let deleted: Vec<bool> = records.iter().map(|(_, r)| r.deleted).collect();
     let bodies: Vec<&str> = records.iter().map(|(_, r)| r.body.as_str()).collect();
     sqlx::query(
-        "INSERT INTO recent_versions (integration_id, object_type, object_id, modified, seq, \
+        "INSERT INTO record_versions (integration_id, object_type, object_id, modified, seq, \
              line, deleted, body) \
          SELECT $1, $2, v.object_id, v.modified, $3, v.line, v.deleted, v.body \
          FROM UNNEST($4::text[], $5::bigint[], $6::bigint[], $7::boolean[], $8::text[]) \
@@ -1894,97 +1791,6 @@ pub(crate) mod tests {
                 assert_eq!(a, e, "transcript line {i} differs");
             }
             assert_eq!(actual.len(), expected.len());
-        })
-        .await;
-    }
-
-    /// Versions arrive in `recent_versions`; a merge moves them to `record_versions`, one
-    /// instance at a time, and no answer changes.
-    #[tokio::test]
-    async fn merging_recent_versions_changes_no_answer() {
-        with_database(|url| async move {
-            let store = PgStore::open(&url).await.unwrap();
-            let company = store.create_company("acme").await.unwrap();
-            let iid = store
-                .register_integration(company.id, "crm", "a@b.c")
-                .await
-                .unwrap()
-                .id;
-            for round in 0..3i64 {
-                let crid = format!("r{round}");
-                store
-                    .insert_upload(&upload(company.id, iid, &crid))
-                    .await
-                    .unwrap();
-                let work = store
-                    .claim_work("w", Duration::from_secs(60))
-                    .await
-                    .unwrap()
-                    .unwrap();
-                let records = (0..20i64)
-                    .map(|i| {
-                        let id = format!("c{:02}", (i * 7 + round * 3) % 25);
-                        let body = format!(r#"{{"objectId":"{id}","round":{round}}}"#);
-                        let modified = 1000 - round * (i % 2);
-                        (i as u64 + 1, record(&id, Some(modified), i % 9 == 0, &body))
-                    })
-                    .collect();
-                let batch = Batch {
-                    records,
-                    checkpoint_line: 20,
-                    success_count: 20,
-                    ..Batch::default()
-                };
-                store
-                    .apply_batch(&work, "w", &batch)
-                    .await
-                    .unwrap()
-                    .unwrap();
-                store
-                    .finish_work(work.seq, "w", RequestStatus::Done, None)
-                    .await
-                    .unwrap()
-                    .unwrap();
-            }
-            let ids: Vec<String> = (0..25).map(|i| format!("c{i:02}")).collect();
-            let answers = || async {
-                let current = store
-                    .current_objects(iid, ObjectType::Contact, &ids)
-                    .await
-                    .unwrap();
-                let mut out = Vec::new();
-                for id in &ids {
-                    let history = store.versions(iid, ObjectType::Contact, id).await.unwrap();
-                    out.push(format!("{id} {:?} {history:?}", current[id]));
-                }
-                out
-            };
-            let counts = || async {
-                sqlx::query_as::<_, (i64, i64)>(
-                    "SELECT (SELECT count(*) FROM record_versions), \
-                            (SELECT count(*) FROM recent_versions)",
-                )
-                .fetch_one(&store.pool)
-                .await
-                .unwrap()
-            };
-            let expected = answers().await;
-            assert_eq!(counts().await, (0, 60));
-            // Not due between requests with so few recent versions.
-            assert!(!store.maintain(false).await.unwrap());
-            // Another instance merging: this one leaves it.
-            let mut other = store.pool.begin().await.unwrap();
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(MERGE_LOCK)
-                .execute(&mut *other)
-                .await
-                .unwrap();
-            assert!(!store.maintain(true).await.unwrap());
-            other.rollback().await.unwrap();
-            assert!(store.maintain(true).await.unwrap());
-            assert!(!store.maintain(true).await.unwrap());
-            assert_eq!(counts().await, (60, 0));
-            assert_eq!(answers().await, expected);
         })
         .await;
     }
