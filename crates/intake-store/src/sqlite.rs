@@ -86,22 +86,27 @@ struct KeyRange {
 }
 
 impl KeyRange {
-    fn bind<'q>(
-        &'q self,
-        mut query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-        if let Some(integration) = self.integration {
-            query = query.bind(integration);
+    /// Runs each statement with `{keys}` standing for the range's condition; returns how
+    /// many rows the last one changed.
+    async fn run(&self, tx: &mut sqlx::SqliteConnection, statements: &[&str]) -> Result<i64> {
+        let mut changed = 0;
+        for statement in statements {
+            let sql = statement.replace("{keys}", &self.condition);
+            let mut query = sqlx::query(&sql);
+            if let Some(integration) = self.integration {
+                query = query.bind(integration);
+            }
+            if let Some(key) = &self.last {
+                query = query
+                    .bind(key.0)
+                    .bind(key.1)
+                    .bind(&key.2)
+                    .bind(key.3)
+                    .bind(key.4);
+            }
+            changed = query.execute(&mut *tx).await?.rows_affected() as i64;
         }
-        if let Some(key) = &self.last {
-            query = query
-                .bind(key.0)
-                .bind(key.1)
-                .bind(&key.2)
-                .bind(key.3)
-                .bind(key.4);
-        }
-        query
+        Ok(changed)
     }
 }
 
@@ -259,23 +264,18 @@ impl SqliteStore {
         let chunk = (MERGE_STEP_PAGES * (recent / main_pages).max(1)).min(self.max_step_keys());
         let mut tx = self.begin_write().await?;
         let keys = self.first_keys(&mut tx, RECENT, None, chunk).await?;
-        let mut moved = 0;
-        for statement in [
-            format!(
-                "INSERT OR ROLLBACK INTO version_keys \
-                 (integration_id, object_type, object_id, modified, seq, version_id) \
-                 SELECT integration_id, object_type, object_id, modified, seq, version_id \
-                 FROM {RECENT} WHERE {}",
-                keys.condition
-            ),
-            format!("DELETE FROM {RECENT} WHERE {}", keys.condition),
-        ] {
-            moved = keys
-                .bind(sqlx::query(&statement))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as i64;
-        }
+        let moved = keys
+            .run(
+                &mut tx,
+                &[
+                    "INSERT OR ROLLBACK INTO version_keys \
+                     (integration_id, object_type, object_id, modified, seq, version_id) \
+                     SELECT integration_id, object_type, object_id, modified, seq, version_id \
+                     FROM recent_version_keys WHERE {keys}",
+                    "DELETE FROM recent_version_keys WHERE {keys}",
+                ],
+            )
+            .await?;
         let counts = count_keys(&mut tx, moved, -moved).await?;
         tx.commit().await?;
         self.tiers.set(counts);
@@ -290,21 +290,18 @@ impl SqliteStore {
         let keys = self
             .first_keys(&mut tx, tier, Some(integration), chunk)
             .await?;
-        let mut removed = 0;
-        for statement in [
-            format!(
-                "DELETE FROM record_versions WHERE id IN \
-                 (SELECT version_id FROM {tier} WHERE {})",
-                keys.condition
-            ),
-            format!("DELETE FROM {tier} WHERE {}", keys.condition),
-        ] {
-            removed = keys
-                .bind(sqlx::query(&statement))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as i64;
-        }
+        let removed = keys
+            .run(
+                &mut tx,
+                &[
+                    &format!(
+                        "DELETE FROM record_versions WHERE id IN \
+                         (SELECT version_id FROM {tier} WHERE {{keys}})"
+                    ),
+                    &format!("DELETE FROM {tier} WHERE {{keys}}"),
+                ],
+            )
+            .await?;
         let counts = match tier {
             RECENT => count_keys(&mut tx, 0, -removed).await?,
             _ => count_keys(&mut tx, -removed, 0).await?,
