@@ -86,6 +86,41 @@ struct KeyRange {
 }
 
 impl KeyRange {
+    /// The first `chunk` keys of `tier` in key order (of one integration, when given), or
+    /// all if fewer.
+    async fn first(
+        tx: &mut sqlx::SqliteConnection,
+        tier: &str,
+        integration: Option<IntegrationId>,
+        chunk: i64,
+    ) -> Result<KeyRange> {
+        let of_integration = if integration.is_some() {
+            "integration_id = ?"
+        } else {
+            "1"
+        };
+        let sql = format!(
+            "SELECT integration_id, object_type, object_id, modified, seq FROM {tier} \
+             WHERE {of_integration} \
+             ORDER BY integration_id, object_type, object_id, modified, seq LIMIT 1 OFFSET ?"
+        );
+        let mut query = sqlx::query_as(&sql);
+        if let Some(integration) = integration {
+            query = query.bind(integration);
+        }
+        let last: Option<VersionKey> = query.bind(chunk - 1).fetch_optional(tx).await?;
+        let up_to_last = if last.is_some() {
+            "(integration_id, object_type, object_id, modified, seq) <= (?, ?, ?, ?, ?)"
+        } else {
+            "1"
+        };
+        Ok(KeyRange {
+            condition: format!("{of_integration} AND {up_to_last}"),
+            integration,
+            last,
+        })
+    }
+
     /// Runs each statement with `{keys}` standing for the range's condition; returns how
     /// many rows the last one changed.
     async fn run(&self, tx: &mut sqlx::SqliteConnection, statements: &[&str]) -> Result<i64> {
@@ -263,16 +298,18 @@ impl SqliteStore {
         let main_pages = (main / KEYS_PER_PAGE).max(1);
         let chunk = (MERGE_STEP_PAGES * (recent / main_pages).max(1)).min(self.max_step_keys());
         let mut tx = self.begin_write().await?;
-        let keys = self.first_keys(&mut tx, RECENT, None, chunk).await?;
+        let keys = KeyRange::first(&mut tx, RECENT, None, chunk).await?;
         let moved = keys
             .run(
                 &mut tx,
                 &[
-                    "INSERT OR ROLLBACK INTO version_keys \
-                     (integration_id, object_type, object_id, modified, seq, version_id) \
-                     SELECT integration_id, object_type, object_id, modified, seq, version_id \
-                     FROM recent_version_keys WHERE {keys}",
-                    "DELETE FROM recent_version_keys WHERE {keys}",
+                    &format!(
+                        "INSERT OR ROLLBACK INTO {MAIN} \
+                         (integration_id, object_type, object_id, modified, seq, version_id) \
+                         SELECT integration_id, object_type, object_id, modified, seq, version_id \
+                         FROM {RECENT} WHERE {{keys}}"
+                    ),
+                    &format!("DELETE FROM {RECENT} WHERE {{keys}}"),
                 ],
             )
             .await?;
@@ -287,9 +324,7 @@ impl SqliteStore {
     async fn purge_step(&self, integration: IntegrationId, tier: &'static str) -> Result<i64> {
         let mut tx = self.begin_write().await?;
         let chunk = PURGE_STEP_KEYS.min(self.max_step_keys());
-        let keys = self
-            .first_keys(&mut tx, tier, Some(integration), chunk)
-            .await?;
+        let keys = KeyRange::first(&mut tx, tier, Some(integration), chunk).await?;
         let removed = keys
             .run(
                 &mut tx,
@@ -313,42 +348,6 @@ impl SqliteStore {
 
     fn max_step_keys(&self) -> i64 {
         self.tiers.max_step_keys.load(Ordering::Relaxed)
-    }
-
-    /// The first `chunk` keys of `tier` in key order (of one integration, when given), or
-    /// all if fewer.
-    async fn first_keys(
-        &self,
-        tx: &mut sqlx::SqliteConnection,
-        tier: &str,
-        integration: Option<IntegrationId>,
-        chunk: i64,
-    ) -> Result<KeyRange> {
-        let of_integration = if integration.is_some() {
-            "integration_id = ?"
-        } else {
-            "1"
-        };
-        let sql = format!(
-            "SELECT integration_id, object_type, object_id, modified, seq FROM {tier} \
-             WHERE {of_integration} \
-             ORDER BY integration_id, object_type, object_id, modified, seq LIMIT 1 OFFSET ?"
-        );
-        let mut query = sqlx::query_as(&sql);
-        if let Some(integration) = integration {
-            query = query.bind(integration);
-        }
-        let last: Option<VersionKey> = query.bind(chunk - 1).fetch_optional(tx).await?;
-        let up_to_last = if last.is_some() {
-            "(integration_id, object_type, object_id, modified, seq) <= (?, ?, ?, ?, ?)"
-        } else {
-            "1"
-        };
-        Ok(KeyRange {
-            condition: format!("{of_integration} AND {up_to_last}"),
-            integration,
-            last,
-        })
     }
 
     /// Write transactions take the write lock at once, so two writers queue on the busy
@@ -1160,20 +1159,29 @@ mod tests {
 
     const IDS: usize = 50;
 
+    /// Registers an upload and claims it as worker "w".
+    async fn claim_new_upload(
+        store: &SqliteStore,
+        company: CompanyId,
+        iid: IntegrationId,
+        crid: &str,
+    ) -> ClaimedWork {
+        store
+            .insert_upload(&upload(company, iid, crid))
+            .await
+            .unwrap();
+        store
+            .claim_work("w", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// Stores one upload of 40 CONTACT records: ids spread over `IDS`, some versions older
     /// than what is stored, some tied on modifiedDate (the later request wins), some
     /// deletions.
     async fn store_upload(store: &SqliteStore, company: CompanyId, iid: IntegrationId, round: i64) {
-        let crid = format!("r{round}");
-        store
-            .insert_upload(&upload(company, iid, &crid))
-            .await
-            .unwrap();
-        let work = store
-            .claim_work("w", Duration::from_secs(60))
-            .await
-            .unwrap()
-            .unwrap();
+        let work = claim_new_upload(store, company, iid, &format!("r{round}")).await;
         let records = (0..40i64)
             .map(|i| {
                 let id = format!("c{:02}", (i * 7 + round * 3) % IDS as i64);
@@ -1291,15 +1299,7 @@ mod tests {
 
         // A replayed batch adds no version.
         let before_replay = store.key_tiers();
-        store
-            .insert_upload(&upload(company.id, iid, "replay"))
-            .await
-            .unwrap();
-        let work = store
-            .claim_work("w", Duration::from_secs(60))
-            .await
-            .unwrap()
-            .unwrap();
+        let work = claim_new_upload(&store, company.id, iid, "replay").await;
         let batch = Batch {
             records: vec![(1, record("c01", Some(5000), false, r#"{"objectId":"c01"}"#))],
             checkpoint_line: 1,
