@@ -136,7 +136,7 @@ async fn execute(command: AdminCommand) -> Result<(), Failure> {
         AdminCommand::Company(CompanyCommand::Create { name, common }) => {
             let (_, store) = open_store(&common.data).await?;
             let company = store.create_company(&name).await.map_err(|e| match e {
-                intake_store::StoreError::Conflict(m) => Failure::Usage(m),
+                e @ intake_store::StoreError::CompanyExists(_) => Failure::Usage(e.to_string()),
                 other => other.into(),
             })?;
             if common.json {

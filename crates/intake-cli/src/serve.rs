@@ -223,7 +223,7 @@ async fn ensure_initial_credentials(
     let company = match store.create_company("default").await {
         Ok(company) => company,
         // Another instance got there first.
-        Err(intake_store::StoreError::Conflict(_)) => return Ok(()),
+        Err(intake_store::StoreError::CompanyExists(_)) => return Ok(()),
         Err(err) => return Err(err.into()),
     };
     let (key, secret) = auth::create_access_key(store, company.id).await?;

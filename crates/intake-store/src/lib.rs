@@ -31,10 +31,20 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    NotFound(String),
+    /// The company already used this `clientRequestId` (for an upload or a delete).
+    #[error("client request id already used")]
+    ClientRequestIdUsed,
+    /// The company already has an active integration.
+    #[error("the company already has an active integration")]
+    IntegrationActive,
+    /// No active integration of the company has this id.
+    #[error("unknown integration {0}")]
+    UnknownIntegration(IntegrationId),
+    #[error("company {0} already exists")]
+    CompanyExists(String),
+    /// A stored row this version cannot read: never reported as "not found".
+    #[error("corrupt row in the database: {0}")]
+    Corrupt(String),
     #[error("invalid database URL: {0}")]
     Url(String),
 }
@@ -44,15 +54,25 @@ impl StoreError {
     pub fn is_busy(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut))
     }
+
+    /// The database has no room left (SQLite `SQLITE_FULL`, PostgreSQL `disk_full`); the
+    /// same work may succeed once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("13") | Some("53100"))
+                    || db.message().contains("database or disk is full")
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A unique-constraint violation is the caller's conflict (a taken name or id); anything
 /// else stays a database error.
-pub(crate) fn conflict_on_unique(err: sqlx::Error, message: &str) -> StoreError {
+pub(crate) fn conflict_on_unique(err: sqlx::Error, conflict: StoreError) -> StoreError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(message.to_string())
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => conflict,
         _ => StoreError::Database(err),
     }
 }
@@ -261,7 +281,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<RateDecision>;
 
     // --- integrations ---------------------------------------------------------------
-    /// `Err(Conflict)` when the company already has an active integration.
+    /// `Err(IntegrationActive)` when the company already has an active integration.
     async fn register_integration(
         &self,
         company: CompanyId,
@@ -276,7 +296,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Integration>>;
     /// Marks the integration deleted (at once: it no longer takes requests) and queues the
     /// removal of its data as a request named `client_request_id`.
-    /// `Err(NotFound)` for an unknown integration, `Err(Conflict)` for a used request id.
+    /// `Err(UnknownIntegration)` for an unknown integration, `Err(ClientRequestIdUsed)` for a
+    /// used request id.
     async fn request_integration_delete(
         &self,
         company: CompanyId,
@@ -305,7 +326,7 @@ pub trait Store: Send + Sync + 'static {
         company: CompanyId,
         client_request_id: &str,
     ) -> Result<bool>;
-    /// Registers a durably spooled upload as PENDING. `Err(Conflict)` if the request id is
+    /// Registers a durably spooled upload as PENDING. `Err(ClientRequestIdUsed)` if the id is
     /// taken (the caller then removes its spool file).
     async fn insert_upload(&self, upload: &NewUpload) -> Result<RequestSeq>;
     async fn request_report(

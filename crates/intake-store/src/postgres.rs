@@ -125,11 +125,9 @@ impl Store for PgStore {
         .bind(name)
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| conflict_on_unique(e, &format!("company {name} already exists")))?;
+        .map_err(|e| conflict_on_unique(e, StoreError::CompanyExists(name.to_string())))?;
         let Some(row) = row else {
-            return Err(StoreError::Conflict(format!(
-                "company {name} already exists"
-            )));
+            return Err(StoreError::CompanyExists(name.to_string()));
         };
         Ok(Company {
             id: row.get(0),
@@ -351,7 +349,7 @@ impl Store for PgStore {
         .bind(owner_email)
         .execute(&self.pool)
         .await
-        .map_err(|e| conflict_on_unique(e, "integration already active"))?;
+        .map_err(|e| conflict_on_unique(e, StoreError::IntegrationActive))?;
         Ok(Integration {
             id,
             company_id: company,
@@ -403,7 +401,7 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?;
         if marked.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("integration {id}")));
+            return Err(StoreError::UnknownIntegration(id));
         }
         sqlx::query(
             "INSERT INTO requests (company_id, client_request_id, integration_id, kind, status) \
@@ -414,7 +412,7 @@ impl Store for PgStore {
         .bind(id)
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict_on_unique(e, "client request id already used"))?;
+        .map_err(|e| conflict_on_unique(e, StoreError::ClientRequestIdUsed))?;
         // Delivered to the listeners when the transaction commits.
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(WORK_CHANNEL)
@@ -519,7 +517,7 @@ impl Store for PgStore {
         .bind(WORK_CHANNEL)
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| conflict_on_unique(e, "client request id already used"))?;
+        .map_err(|e| conflict_on_unique(e, StoreError::ClientRequestIdUsed))?;
         Ok(seq)
     }
 

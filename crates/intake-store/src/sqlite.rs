@@ -372,7 +372,7 @@ impl Store for SqliteStore {
         .bind(created_at)
         .fetch_one(&self.writer)
         .await
-        .map_err(|e| conflict_on_unique(e, &format!("company {name} already exists")))?;
+        .map_err(|e| conflict_on_unique(e, StoreError::CompanyExists(name.to_string())))?;
         Ok(Company {
             id,
             name: name.to_string(),
@@ -583,7 +583,7 @@ impl Store for SqliteStore {
         .bind(now_secs())
         .execute(&self.writer)
         .await
-        .map_err(|e| conflict_on_unique(e, "integration already active"))?;
+        .map_err(|e| conflict_on_unique(e, StoreError::IntegrationActive))?;
         Ok(Integration {
             id,
             company_id: company,
@@ -634,7 +634,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if marked.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("integration {id}")));
+            return Err(StoreError::UnknownIntegration(id));
         }
         sqlx::query(
             "INSERT INTO requests (company_id, client_request_id, integration_id, kind, status, \
@@ -646,7 +646,7 @@ impl Store for SqliteStore {
         .bind(now_secs())
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict_on_unique(e, "client request id already used"))?;
+        .map_err(|e| conflict_on_unique(e, StoreError::ClientRequestIdUsed))?;
         tx.commit().await?;
         self.new_work.notify_one();
         Ok(())
@@ -739,7 +739,7 @@ impl Store for SqliteStore {
         .bind(now_secs())
         .fetch_one(&self.writer)
         .await
-        .map_err(|e| conflict_on_unique(e, "client request id already used"))?;
+        .map_err(|e| conflict_on_unique(e, StoreError::ClientRequestIdUsed))?;
         self.new_work.notify_one();
         Ok(seq)
     }
@@ -1108,12 +1108,12 @@ fn claimed_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ClaimedWork> {
 
 pub(crate) fn object_type_of(code: i16) -> Result<ObjectType> {
     ObjectType::from_code(code)
-        .ok_or_else(|| StoreError::NotFound(format!("object type code {code} in the database")))
+        .ok_or_else(|| StoreError::Corrupt(format!("object type code {code}")))
 }
 
 pub(crate) fn schema_row(code: i16, definition: String) -> Result<(ObjectType, FieldDef)> {
     let field = serde_json::from_str(&definition)
-        .map_err(|e| StoreError::NotFound(format!("unreadable field definition: {e}")))?;
+        .map_err(|e| StoreError::Corrupt(format!("unreadable field definition: {e}")))?;
     Ok((object_type_of(code)?, field))
 }
 

@@ -54,7 +54,7 @@ pub async fn register(
             StatusCode::OK,
             json!({ "integrationId": integration.id }),
         )),
-        Err(intake_store::StoreError::Conflict(_)) => Err(ApiError::conflict(ALREADY_ACTIVE)),
+        Err(intake_store::StoreError::IntegrationActive) => Err(ApiError::conflict(ALREADY_ACTIVE)),
         Err(e) => Err(e.into()),
     }
 }
@@ -92,10 +92,12 @@ pub async fn delete(
             StatusCode::CREATED,
             json!({ "clientRequestId": client_request_id }),
         )),
-        Err(intake_store::StoreError::NotFound(_)) => Err(ApiError::bad_request(format!(
-            "Unknown integrationId [{id}]"
-        ))),
-        Err(intake_store::StoreError::Conflict(_)) => Err(ApiError::client_request_id_used()),
+        Err(intake_store::StoreError::UnknownIntegration(_)) => Err(ApiError::bad_request(
+            format!("Unknown integrationId [{id}]"),
+        )),
+        Err(intake_store::StoreError::ClientRequestIdUsed) => {
+            Err(ApiError::client_request_id_used())
+        }
         Err(e) => Err(e.into()),
     }
 }

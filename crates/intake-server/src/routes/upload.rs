@@ -80,7 +80,7 @@ pub async fn upload(
         Err(err) => {
             state.spool.remove(&upload.spool_file).await;
             match err {
-                StoreError::Conflict(_) => Err(ApiError::client_request_id_used()),
+                StoreError::ClientRequestIdUsed => Err(ApiError::client_request_id_used()),
                 other => Err(other.into()),
             }
         }
