@@ -1,6 +1,8 @@
 //! Value formats shared by the record and schema rules: datetimes, dates, object ids, email
 //! addresses, domain names and URLs. All are pure functions on `&str`.
 
+use std::fmt::Write;
+
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 /// Byte classes, one bit each, looked up in [`CLASS`].
@@ -60,7 +62,8 @@ fn date_prefix(b: &[u8]) -> Option<Date> {
 
 /// Parses a strict ISO-8601 datetime: `YYYY-MM-DDTHH:MM:SS` followed by `Z` or `±HH:MM`,
 /// uppercase `T` and `Z`, no fractional seconds, a real calendar date and time of day
-/// (hour 00..=23, second 00..=59).
+/// (hour 00..=23, second 00..=59), and an offset of at most ±18:00 (Java's limit, so
+/// Gong's).
 ///
 /// The fixed layout is read by position; every range and calendar check (month lengths,
 /// leap years, hours, seconds, offsets) is the `time` crate's. This is about ten times
@@ -75,7 +78,8 @@ pub fn parse_datetime(s: &str) -> Option<OffsetDateTime> {
                 return None;
             }
             let (h, m) = (two_digits(b, 20)? as i8, two_digits(b, 23)? as i8);
-            if m > 59 {
+            // Java's parser, Gong's, takes offsets up to ±18:00 only.
+            if m > 59 || h > 18 || (h == 18 && m > 0) {
                 return None;
             }
             let (h, m) = if *sign == b'-' { (-h, -m) } else { (h, m) };
@@ -89,6 +93,24 @@ pub fn parse_datetime(s: &str) -> Option<OffsetDateTime> {
     let date = date_prefix(b)?;
     let time = Time::from_hms(two_digits(b, 11)?, two_digits(b, 14)?, two_digits(b, 17)?).ok()?;
     Some(PrimitiveDateTime::new(date, time).assume_offset(offset))
+}
+
+/// `text` with every control character (C0, DEL and C1) written as `\uXXXX`, so that it
+/// can be stored in any database text column and shown on a terminal; unchanged (and not
+/// copied) when it has none.
+pub fn escape_controls(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Parses a strict `YYYY-MM-DD` calendar date.
@@ -230,12 +252,23 @@ pub fn is_http_url(s: &str) -> bool {
             return false;
         }
     }
-    is_host(host)
+    // The WHATWG parser (the `url` crate) has the last word on the host: it refuses what
+    // the checks above let through, such as `http://[:]/x` or `http://999.1.1.1/x`.
+    is_host(host) && url::Url::parse(s).is_ok_and(|u| u.host().is_some())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_in_texts() {
+        assert_eq!(escape_controls("plain [é]".into()), "plain [é]");
+        assert_eq!(
+            escape_controls("Field [x\u{0}] \t\u{7f}\u{9b}!".into()),
+            "Field [x\\u0000] \\u0009\\u007f\\u009b!"
+        );
+    }
 
     #[test]
     fn datetimes() {
@@ -244,6 +277,8 @@ mod tests {
             ("2019-01-03T22:45:57Z", 1546555557),
             ("2022-02-04T18:24:59Z", 1643999099),
             ("2020-02-29T00:00:00-05:30", 1582954200),
+            ("2020-02-29T00:00:00+18:00", 1582869600),
+            ("2020-02-29T00:00:00-18:00", 1582999200),
             ("1970-01-01T00:00:00Z", 0),
         ];
         for (s, ts) in ok {
@@ -271,6 +306,9 @@ mod tests {
             "2019-01-03T23:45Z",
             "2019-01-03T23:45:57+0100",
             "2019-01-03T23:45:57+01",
+            "2019-01-03T23:45:57+24:00",
+            "2019-01-03T23:45:57-18:01",
+            "2019-01-03T23:45:57+19:00",
             "+019-01-03T23:45:57Z",
             "19-01-03T23:45:57Z",
             "2019-1-3T23:45:57Z",
@@ -420,6 +458,8 @@ mod tests {
             "mailto:a@b.com",
             "https://[::1/",
             "javascript:alert(1)",
+            "http://[:]/x",
+            "http://999.1.1.1/x",
         ] {
             assert!(!is_http_url(s), "{s}");
         }

@@ -442,11 +442,19 @@ fn check_custom(key: &str, def: &crate::FieldDef, v: &Val<'_>) -> Result<(), Str
 /// `isActive: false`, and then the missing defaults appended in this order: `isDeleted`
 /// false (every type); ACCOUNT `name`; DEAL `name`, `status` "OPEN", `amount` 0; STAGE
 /// `isActive` true, `sortOrder` 1. Strings are re-escaped the way serde_json writes them.
+///
+/// An error text quotes keys and values of the line as they are, except that control
+/// characters (U+0000..U+001F, U+007F..U+009F) are written as `\uXXXX`: a text with a NUL
+/// in it could not be stored by PostgreSQL, and a terminal would act on the others.
 pub fn validate_record(
     ty: ObjectType,
     schema: &Schema,
     line: &[u8],
 ) -> Result<ValidRecord, String> {
+    check_record(ty, schema, line).map_err(crate::formats::escape_controls)
+}
+
+fn check_record(ty: ObjectType, schema: &Schema, line: &[u8]) -> Result<ValidRecord, String> {
     let Fields(fields) = parse_line(line)?;
     check_duplicate_keys(&fields)?;
 
