@@ -4,9 +4,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::fmt::Write as _;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_json::{Number, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use crate::formats;
 use crate::schema::Schema;
@@ -31,18 +32,20 @@ pub struct ValidRecord {
 // ---------------------------------------------------------------------------------------
 // A borrowing, order-preserving parse of one JSON object.
 
-/// A value of a top-level key. Strings without escapes borrow from the line.
+/// A value of a top-level key. Strings without escapes borrow from the line; numbers are
+/// their text in the line, kept exactly as sent (API.md: "stored as given"): a 40-digit
+/// integer or `1.50` comes back as it went in, not as the nearest `f64`.
 #[derive(Debug)]
 enum Val<'a> {
     Null,
     Bool(bool),
-    Num(Number),
+    Num(&'a str),
     Str(Cow<'a, str>),
     /// Nested arrays and objects are rare (domains, STRINGARRAY, ad-hoc custom fields).
     Json(Box<Value>),
 }
 
-impl Val<'_> {
+impl<'a> Val<'a> {
     fn kind(&self) -> &'static str {
         match self {
             Val::Null => "null",
@@ -53,57 +56,28 @@ impl Val<'_> {
             Val::Json(_) => "an object",
         }
     }
-}
 
-struct ValVisitor;
-
-impl<'de> Visitor<'de> for ValVisitor {
-    type Value = Val<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Val<'de>, E> {
-        Ok(Val::Null)
-    }
-    fn visit_none<E>(self) -> Result<Val<'de>, E> {
-        Ok(Val::Null)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Val<'de>, E> {
-        Ok(Val::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Val<'de>, E> {
-        Ok(Val::Num(v.into()))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Val<'de>, E> {
-        Ok(Val::Num(v.into()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Val<'de>, E> {
-        Number::from_f64(v)
-            .map(Val::Num)
-            .ok_or_else(|| E::custom("number out of range"))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Owned(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Val<'de>, A::Error> {
-        Value::deserialize(de::value::SeqAccessDeserializer::new(seq))
-            .map(|v| Val::Json(Box::new(v)))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Val<'de>, A::Error> {
-        Value::deserialize(de::value::MapAccessDeserializer::new(map))
-            .map(|v| Val::Json(Box::new(v)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Val<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValVisitor)
+    /// The value whose text serde_json has already checked to be one JSON value.
+    fn from_raw<E: de::Error>(raw: &'a str) -> Result<Val<'a>, E> {
+        let json = |raw: &str| serde_json::from_str::<Value>(raw).map_err(E::custom);
+        Ok(match raw.as_bytes().first() {
+            Some(b'n') => Val::Null,
+            Some(b't') => Val::Bool(true),
+            Some(b'f') => Val::Bool(false),
+            // Without a backslash the text between the quotes is the string itself.
+            Some(b'"') if !raw.contains('\\') => Val::Str(Cow::Borrowed(&raw[1..raw.len() - 1])),
+            Some(b'"') => Val::Str(Cow::Owned(
+                serde_json::from_str::<String>(raw).map_err(E::custom)?,
+            )),
+            Some(b'-' | b'0'..=b'9') => {
+                // serde_json refuses numbers out of f64's range; so do we.
+                if !raw.parse::<f64>().is_ok_and(f64::is_finite) {
+                    return Err(E::custom("number out of range"));
+                }
+                Val::Num(raw)
+            }
+            _ => Val::Json(Box::new(json(raw)?)),
+        })
     }
 }
 
@@ -147,8 +121,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut v = Vec::with_capacity(map.size_hint().unwrap_or(16).min(64));
         while let Some(k) = map.next_key_seed(KeySeed)? {
-            let val: Val<'de> = map.next_value()?;
-            v.push((k, val));
+            let raw: &'de RawValue = map.next_value()?;
+            v.push((k, Val::from_raw(raw.get())?));
         }
         Ok(Fields(v))
     }
@@ -208,12 +182,6 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn push_number(out: &mut String, n: &Number) {
-    // serde_json's Display: itoa for integers, the shortest round-trip form for floats,
-    // exactly what its serializer writes.
-    let _ = write!(out, "{n}");
-}
-
 struct Body {
     out: String,
 }
@@ -261,7 +229,7 @@ impl Body {
             Val::Null => self.out.push_str("null"),
             Val::Bool(true) => self.out.push_str("true"),
             Val::Bool(false) => self.out.push_str("false"),
-            Val::Num(n) => push_number(&mut self.out, n),
+            Val::Num(n) => self.out.push_str(n),
             // A string that borrows from the line had no escapes in it, and JSON forbids raw
             // control characters, quotes and backslashes: it needs no escaping.
             Val::Str(Cow::Borrowed(s)) => {
@@ -390,7 +358,7 @@ fn check_custom(key: &str, def: &crate::FieldDef, v: &Val<'_>) -> Result<(), Str
             _ => bad("a number"),
         },
         FieldType::Percent => match v {
-            Val::Num(n) if n.as_f64().is_some_and(|f| (0.0..=100.0).contains(&f)) => Ok(()),
+            Val::Num(n) if n.parse::<f64>().is_ok_and(|f| (0.0..=100.0).contains(&f)) => Ok(()),
             _ => bad("a number from 0 to 100"),
         },
         FieldType::Boolean => match v {
@@ -609,7 +577,7 @@ fn check_record(ty: ObjectType, schema: &Schema, line: &[u8]) -> Result<ValidRec
             }
             Some(Rule::SortOrder) => {
                 match v {
-                    Val::Num(n) if n.as_i64().is_some_and(|i| i >= 1) => {}
+                    Val::Num(n) if n.parse::<i64>().is_ok_and(|i| i >= 1) => {}
                     _ => return Err("Field [sortOrder] must be an integer from 1".to_owned()),
                 }
                 have_sort = true;

@@ -634,9 +634,21 @@ fn deal_fields_and_defaults() {
     }
     assert_eq!(body(ty, &line(ty, r#""amount":7000"#))["amount"], 7000);
     assert_eq!(body(ty, &line(ty, r#""amount":-12.5"#))["amount"], -12.5);
+    // Numbers are kept as sent, not rewritten as the nearest f64.
     assert!(ok(ty, &line(ty, r#""amount":1e3"#))
         .body
-        .contains(r#""amount":1000.0"#));
+        .contains(r#""amount":1e3,"#));
+    for n in [
+        "1.50",
+        "-0",
+        "12345678901234567890123456789012345678901",
+        "1E-7",
+    ] {
+        let custom = format!(r#""amount":{n},"huge":{n}"#);
+        let b = ok(ty, &line(ty, &custom)).body;
+        assert!(b.contains(&format!(r#""amount":{n},"huge":{n},"#)), "{b}");
+    }
+    assert!(err(ty, &line(ty, r#""amount":1e400"#)).contains("number out of range"));
     for bad in ["\"7000\"", "true", "[1]"] {
         assert_eq!(
             err(ty, &line(ty, &format!(r#""amount":{bad}"#))),
