@@ -1,5 +1,5 @@
 //! Intake's object model: the object types of Gong's generic CRM API, every field rule of
-//! `API.md`, custom-field schemas, and a streaming LDJSON validator with bounded memory.
+//! `docs/API.md` (at the repository root), custom-field schemas, and a streaming LDJSON validator with bounded memory.
 //!
 //! Pure Rust, no I/O besides the [`std::io::Read`] it is given, no async runtime.
 

@@ -33,7 +33,7 @@ pub struct ValidRecord {
 // A borrowing, order-preserving parse of one JSON object.
 
 /// A value of a top-level key. Strings without escapes borrow from the line; numbers are
-/// their text in the line, kept exactly as sent (API.md: "stored as given"): a 40-digit
+/// their text in the line, kept exactly as sent (docs/API.md: "stored as given"): a 40-digit
 /// integer or `1.50` comes back as it went in, not as the nearest `f64`.
 #[derive(Debug)]
 enum Val<'a> {
@@ -395,7 +395,7 @@ fn check_custom(key: &str, def: &crate::FieldDef, v: &Val<'_>) -> Result<(), Str
 
 /// Validates one physical line (without its line ending) as an object of type `ty`.
 ///
-/// Rules are those of API.md. Decisions recorded here:
+/// Rules are those of docs/API.md (the repository root). Decisions recorded here:
 /// - `null` counts as absent everywhere and null-valued keys are dropped from the body.
 /// - An empty string satisfies no mandatory field, and is not a valid value for a field
 ///   with a format (url, email, dates, domains); plain string fields may be empty.

@@ -257,7 +257,7 @@ pub struct SchemaPlan {
     pub drop_values_of: Vec<String>,
 }
 
-/// Applies API.md's full-replacement rule: every field of `existing` (the active schema)
+/// Applies the full-replacement rule: every field of `existing` (the active schema)
 /// must appear in `upload`, possibly with `isDeleted: true`. A field whose type changes is
 /// created anew (its stored values are dropped); a field sent with `isDeleted: true` is
 /// removed with its values (also when it was not active before, since values of undefined

@@ -136,7 +136,7 @@ pub enum FieldType {
 }
 
 impl FieldType {
-    /// Every type, in the order API.md lists them.
+    /// Every type, in the order docs/API.md lists them.
     pub const ALL: [FieldType; 14] = [
         FieldType::Date,
         FieldType::DateTime,

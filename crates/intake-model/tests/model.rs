@@ -1,4 +1,4 @@
-//! Intake's model: every rule and default of API.md, the seed page's examples, the
+//! Intake's model: every rule and default of docs/API.md, the seed page's examples, the
 //! streaming reader, schemas, the report, the generator, property tests and the fuzz corpus.
 
 use std::io::{self, Read};
