@@ -5,6 +5,7 @@
 
 mod formats;
 pub mod gen;
+pub mod json;
 mod reader;
 mod record;
 mod report;

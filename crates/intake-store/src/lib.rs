@@ -14,8 +14,13 @@ use async_trait::async_trait;
 use intake_model::{FieldDef, LineError, ObjectType, SchemaPlan, ValidRecord};
 
 pub mod auth;
+mod delegate;
 pub mod postgres;
+mod rows;
+mod same_sql;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub type CompanyId = i64;
 pub type IntegrationId = i64;
@@ -28,7 +33,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The company already used this `clientRequestId` (for an upload or a delete).
@@ -47,6 +52,19 @@ pub enum StoreError {
     Corrupt(String),
     #[error("invalid database URL: {0}")]
     Url(String),
+}
+
+/// A value read from the database that this version cannot decode is a corrupt row, never
+/// a database failure to retry nor a "not found".
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> StoreError {
+        match err {
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(err.to_string())
+            }
+            err => StoreError::Database(err),
+        }
+    }
 }
 
 impl StoreError {
@@ -68,16 +86,26 @@ impl StoreError {
     }
 }
 
+/// The outcome of a statement that changes a request only while `worker` holds its lease:
+/// it changed the one row, or the lease is lost.
+pub(crate) fn lease_kept(rows_affected: u64) -> Result<(), LeaseLost> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(LeaseLost)
+    }
+}
+
 /// A unique-constraint violation is the caller's conflict (a taken name or id); anything
 /// else stays a database error.
 pub(crate) fn conflict_on_unique(err: sqlx::Error, conflict: StoreError) -> StoreError {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => conflict,
-        _ => StoreError::Database(err),
+        _ => StoreError::from(err),
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Company {
     pub id: CompanyId,
@@ -86,7 +114,7 @@ pub struct Company {
     pub created_at: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessKeyInfo {
     pub access_key: String,
@@ -116,7 +144,7 @@ pub struct StoredCredential {
     pub revoked: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Integration {
     pub id: IntegrationId,
     pub company_id: CompanyId,
@@ -227,10 +255,11 @@ pub struct Batch {
 }
 
 /// One stored version of a record, for history and tests.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Version {
     pub modified: i64,
     pub seq: RequestSeq,
+    #[sqlx(try_from = "i64")]
     pub line: u64,
     pub deleted: bool,
     pub body: String,
@@ -419,6 +448,24 @@ pub fn now_unix_ms() -> i64 {
 pub fn random_integration_id() -> IntegrationId {
     use rand::Rng;
     rand::thread_rng().gen_range((1i64 << 53) + 1..i64::MAX)
+}
+
+/// Whether a call is within the limits, given how many calls (this one included) the
+/// company made in the current second and the current UTC day. The daily limit is judged
+/// first: its `Retry-After` is the longer one. Both backends count their windows their own
+/// way and decide here.
+pub fn decide(limits: RateLimits, second_count: u64, day_count: u64, now_ms: i64) -> RateDecision {
+    if limits.per_day > 0 && day_count > u64::from(limits.per_day) {
+        RateDecision::Limited {
+            retry_after_secs: secs_to_next_utc_day(now_ms),
+        }
+    } else if limits.per_second > 0 && second_count > u64::from(limits.per_second) {
+        RateDecision::Limited {
+            retry_after_secs: 1,
+        }
+    } else {
+        RateDecision::Allowed
+    }
 }
 
 /// Seconds until the next UTC midnight, for the daily limit's `Retry-After`.

@@ -16,71 +16,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// A PostgreSQL database made for one test and dropped after it.
-pub struct TestDatabase {
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("INTAKE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-impl TestDatabase {
-    /// `None` (after saying so loudly) when PostgreSQL is unreachable, unless
-    /// `INTAKE_REQUIRE_POSTGRES=1`, which turns that into a failure.
-    pub async fn create() -> Option<TestDatabase> {
-        use sqlx::Connection;
-        let admin_url = postgres_admin_url();
-        let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
-            Ok(conn) => conn,
-            Err(err) => {
-                if std::env::var("INTAKE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                    panic!("PostgreSQL required but unreachable at {admin_url}: {err}");
-                }
-                eprintln!("!!! SKIPPING PostgreSQL test: cannot reach {admin_url}: {err}");
-                return None;
-            }
-        };
-        let name = format!("intake_test_{:016x}", rand::random::<u64>());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .unwrap_or(admin_url.clone());
-        Some(TestDatabase {
-            url: format!("{base}/{name}"),
-            admin_url,
-            name,
-        })
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+/// A PostgreSQL database made for one test and dropped after it: the store's shared helper
+/// (it skips loudly when PostgreSQL is unreachable, unless `INTAKE_REQUIRE_POSTGRES=1`).
+pub use intake_store::testing::TestDatabase;
 
 /// Where a server keeps its data: a temporary directory and a database URL.
 pub struct Site {

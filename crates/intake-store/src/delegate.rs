@@ -1,0 +1,210 @@
+//! The map from each [`Store`](crate::Store) method to the concern that answers it,
+//! written once for both backends. A backend is a module with one submodule per concern —
+//! `admin` (companies, keys, tokens), `rates`, `integrations` (with their schemas),
+//! `queue` (requests, claims, leases, batches, reports, the new-work signal) and `records`
+//! (reads and upkeep of the stored versions) — each with a function per method, taking the
+//! store first. `impl_store!(Type, "name")` in the backend's `mod.rs` is its whole
+//! `impl Store`.
+
+macro_rules! impl_store {
+    ($store:ty, $backend:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn create_company(&self, name: &str) -> $crate::Result<$crate::Company> {
+                admin::create_company(self, name).await
+            }
+            async fn list_companies(&self) -> $crate::Result<Vec<$crate::Company>> {
+                admin::list_companies(self).await
+            }
+            async fn company_by_name(&self, name: &str) -> $crate::Result<Option<$crate::Company>> {
+                admin::company_by_name(self, name).await
+            }
+            async fn insert_access_key(
+                &self,
+                company: $crate::CompanyId,
+                key: &str,
+                secret_hash: &[u8],
+            ) -> $crate::Result<()> {
+                admin::insert_access_key(self, company, key, secret_hash).await
+            }
+            async fn list_access_keys(&self) -> $crate::Result<Vec<$crate::AccessKeyInfo>> {
+                admin::list_access_keys(self).await
+            }
+            async fn revoke_access_key(&self, key: &str) -> $crate::Result<bool> {
+                admin::revoke_access_key(self, key).await
+            }
+            async fn insert_token(
+                &self,
+                company: $crate::CompanyId,
+                token_id: &str,
+                secret_hash: &[u8],
+                scopes: &[String],
+            ) -> $crate::Result<()> {
+                admin::insert_token(self, company, token_id, secret_hash, scopes).await
+            }
+            async fn list_tokens(&self) -> $crate::Result<Vec<$crate::TokenInfo>> {
+                admin::list_tokens(self).await
+            }
+            async fn revoke_token(&self, token_id: &str) -> $crate::Result<bool> {
+                admin::revoke_token(self, token_id).await
+            }
+            async fn find_access_key(
+                &self,
+                key: &str,
+            ) -> $crate::Result<Option<$crate::StoredCredential>> {
+                admin::find_access_key(self, key).await
+            }
+            async fn find_token(
+                &self,
+                token_id: &str,
+            ) -> $crate::Result<Option<$crate::StoredCredential>> {
+                admin::find_token(self, token_id).await
+            }
+
+            async fn hit_rate_limit(
+                &self,
+                company: $crate::CompanyId,
+                limits: $crate::RateLimits,
+                now_unix_ms: i64,
+            ) -> $crate::Result<$crate::RateDecision> {
+                rates::hit_rate_limit(self, company, limits, now_unix_ms).await
+            }
+
+            async fn register_integration(
+                &self,
+                company: $crate::CompanyId,
+                name: &str,
+                owner_email: &str,
+            ) -> $crate::Result<$crate::Integration> {
+                integrations::register_integration(self, company, name, owner_email).await
+            }
+            async fn list_integrations(
+                &self,
+                company: $crate::CompanyId,
+            ) -> $crate::Result<Vec<$crate::Integration>> {
+                integrations::list_integrations(self, company).await
+            }
+            async fn find_integration(
+                &self,
+                company: $crate::CompanyId,
+                id: $crate::IntegrationId,
+            ) -> $crate::Result<Option<$crate::Integration>> {
+                integrations::find_integration(self, company, id).await
+            }
+            async fn request_integration_delete(
+                &self,
+                company: $crate::CompanyId,
+                id: $crate::IntegrationId,
+                client_request_id: &str,
+            ) -> $crate::Result<()> {
+                integrations::request_integration_delete(self, company, id, client_request_id).await
+            }
+            async fn get_schema(
+                &self,
+                integration: $crate::IntegrationId,
+                object_type: Option<intake_model::ObjectType>,
+            ) -> $crate::Result<Vec<(intake_model::ObjectType, intake_model::FieldDef)>> {
+                integrations::get_schema(self, integration, object_type).await
+            }
+            async fn replace_schema(
+                &self,
+                integration: $crate::IntegrationId,
+                object_type: intake_model::ObjectType,
+                plan: &intake_model::SchemaPlan,
+            ) -> $crate::Result<()> {
+                integrations::replace_schema(self, integration, object_type, plan).await
+            }
+
+            async fn client_request_id_used(
+                &self,
+                company: $crate::CompanyId,
+                client_request_id: &str,
+            ) -> $crate::Result<bool> {
+                queue::client_request_id_used(self, company, client_request_id).await
+            }
+            async fn insert_upload(
+                &self,
+                upload: &$crate::NewUpload,
+            ) -> $crate::Result<$crate::RequestSeq> {
+                queue::insert_upload(self, upload).await
+            }
+            async fn request_report(
+                &self,
+                company: $crate::CompanyId,
+                client_request_id: &str,
+            ) -> $crate::Result<Option<$crate::RequestReport>> {
+                queue::request_report(self, company, client_request_id).await
+            }
+            async fn claim_work(
+                &self,
+                worker: &str,
+                lease: std::time::Duration,
+            ) -> $crate::Result<Option<$crate::ClaimedWork>> {
+                queue::claim_work(self, worker, lease).await
+            }
+            async fn heartbeat(
+                &self,
+                seq: $crate::RequestSeq,
+                worker: &str,
+                lease: std::time::Duration,
+            ) -> $crate::Result<Result<(), $crate::LeaseLost>> {
+                queue::heartbeat(self, seq, worker, lease).await
+            }
+            async fn apply_batch(
+                &self,
+                work: &$crate::ClaimedWork,
+                worker: &str,
+                batch: &$crate::Batch,
+            ) -> $crate::Result<Result<(), $crate::LeaseLost>> {
+                queue::apply_batch(self, work, worker, batch).await
+            }
+            async fn finish_work(
+                &self,
+                seq: $crate::RequestSeq,
+                worker: &str,
+                status: $crate::RequestStatus,
+                fatal_error: Option<&str>,
+            ) -> $crate::Result<Result<(), $crate::LeaseLost>> {
+                queue::finish_work(self, seq, worker, status, fatal_error).await
+            }
+            async fn release_leases(&self, worker: &str) -> $crate::Result<()> {
+                queue::release_leases(self, worker).await
+            }
+            async fn wait_for_work(&self, max: std::time::Duration) {
+                queue::wait_for_work(self, max).await
+            }
+
+            async fn purge_integration(
+                &self,
+                integration: $crate::IntegrationId,
+            ) -> $crate::Result<()> {
+                records::purge_integration(self, integration).await
+            }
+            async fn maintain(&self, idle: bool) -> $crate::Result<bool> {
+                records::maintain(self, idle).await
+            }
+            async fn current_objects(
+                &self,
+                integration: $crate::IntegrationId,
+                object_type: intake_model::ObjectType,
+                ids: &[String],
+            ) -> $crate::Result<std::collections::HashMap<String, Option<String>>> {
+                records::current_objects(self, integration, object_type, ids).await
+            }
+            async fn versions(
+                &self,
+                integration: $crate::IntegrationId,
+                object_type: intake_model::ObjectType,
+                object_id: &str,
+            ) -> $crate::Result<Vec<$crate::Version>> {
+                records::versions(self, integration, object_type, object_id).await
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

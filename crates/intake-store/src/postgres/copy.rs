@@ -1,0 +1,98 @@
+//! Versions into `record_versions`: COPY in text format, PostgreSQL's fast path, and the
+//! multi-row insert that skips stored versions when COPY meets one.
+
+use crate::ClaimedWork;
+
+/// Appends `value` to a COPY text-format row, escaping what that format treats specially.
+fn push_copy_text(row: &mut Vec<u8>, value: &str) {
+    for &b in value.as_bytes() {
+        match b {
+            b'\\' => row.extend_from_slice(b"\\\\"),
+            b'\t' => row.extend_from_slice(b"\\t"),
+            b'\n' => row.extend_from_slice(b"\\n"),
+            b'\r' => row.extend_from_slice(b"\\r"),
+            _ => row.push(b),
+        }
+    }
+}
+
+/// Streams the batch's versions into `record_versions` with COPY, in chunks of about 1 MiB.
+pub(super) async fn copy_versions(
+    tx: &mut sqlx::PgConnection,
+    work: &ClaimedWork,
+    object_type: i16,
+    records: &[(u64, intake_model::ValidRecord)],
+) -> std::result::Result<(), sqlx::Error> {
+    use std::io::Write;
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY record_versions (integration_id, object_type, object_id, modified, seq, \
+             line, deleted, body) FROM STDIN",
+        )
+        .await?;
+    let mut chunk = Vec::with_capacity(1 << 20);
+    for (line, record) in records {
+        let modified = record.modified.unwrap_or(work.accepted_at);
+        write!(chunk, "{}\t{}\t", work.integration_id, object_type).expect("writes to a Vec");
+        push_copy_text(&mut chunk, &record.object_id);
+        write!(
+            chunk,
+            "\t{modified}\t{}\t{line}\t{}\t",
+            work.seq,
+            if record.deleted { 't' } else { 'f' }
+        )
+        .expect("writes to a Vec");
+        push_copy_text(&mut chunk, &record.body);
+        chunk.push(b'\n');
+        if chunk.len() >= 1 << 20 {
+            if let Err(err) = copy.send(std::mem::take(&mut chunk)).await {
+                let _ = copy.abort("send failed").await;
+                return Err(err);
+            }
+            chunk.reserve(1 << 20);
+        }
+    }
+    if !chunk.is_empty() {
+        if let Err(err) = copy.send(chunk).await {
+            let _ = copy.abort("send failed").await;
+            return Err(err);
+        }
+    }
+    copy.finish().await.map(|_| ())
+}
+
+/// The slow path of [`copy_versions`]: one multi-row insert that skips stored versions.
+pub(super) async fn insert_versions_skipping_conflicts(
+    tx: &mut sqlx::PgConnection,
+    work: &ClaimedWork,
+    object_type: i16,
+    records: &[(u64, intake_model::ValidRecord)],
+) -> std::result::Result<(), sqlx::Error> {
+    let ids: Vec<&str> = records.iter().map(|(_, r)| r.object_id.as_str()).collect();
+    let modified: Vec<i64> = records
+        .iter()
+        .map(|(_, r)| r.modified.unwrap_or(work.accepted_at))
+        .collect();
+    let lines: Vec<i64> = records.iter().map(|(l, _)| *l as i64).collect();
+    let deleted: Vec<bool> = records.iter().map(|(_, r)| r.deleted).collect();
+    let bodies: Vec<&str> = records.iter().map(|(_, r)| r.body.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO record_versions (integration_id, object_type, object_id, modified, seq, \
+             line, deleted, body) \
+         SELECT $1, $2, v.object_id, v.modified, $3, v.line, v.deleted, v.body \
+         FROM UNNEST($4::text[], $5::bigint[], $6::bigint[], $7::boolean[], $8::text[]) \
+             AS v(object_id, modified, line, deleted, body) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(work.integration_id)
+    .bind(object_type)
+    .bind(work.seq)
+    .bind(ids)
+    .bind(modified)
+    .bind(lines)
+    .bind(deleted)
+    .bind(bodies)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
