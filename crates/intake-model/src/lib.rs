@@ -11,6 +11,7 @@ mod record;
 mod report;
 mod schema;
 mod types;
+pub mod wire;
 
 pub use formats::{
     is_domain, is_email, is_http_url, is_object_id, parse_date, parse_datetime, MAX_OBJECT_ID_LEN,

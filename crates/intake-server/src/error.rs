@@ -1,104 +1,262 @@
-//! The one error type of the HTTP layer and its envelope: `{"requestId", "errors": [...]}`.
+//! Every error a client can receive, and the one table that gives each its HTTP status and
+//! text. The body is always the envelope `{"errors":[...],"requestId":"..."}`; the
+//! envelope layer ([`crate::envelope`]) writes it, with the request's id.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use intake_model::wire::Scope;
+use intake_model::ObjectType;
 use intake_store::StoreError;
 
-use crate::request_id::current_request_id;
+/// Largest accepted file: 200 MB.
+pub const MAX_FILE_BYTES: u64 = 209_715_200;
 
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub errors: Vec<String>,
-    pub retry_after: Option<u64>,
+/// Seconds a client is asked to wait after a 507 (no storage space left).
+pub const DISK_FULL_RETRY_AFTER_SECS: u64 = 60;
+
+const ALREADY_ACTIVE: &str = "Your organization already has an active GENERIC CRM integration. \
+Only 1 active integration is supported. Please disconnect the existing GENERIC CRM integration \
+before creating a new Generic CRM integration";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    // 400: parameters and bodies.
+    /// A mandatory query parameter or body field is absent or empty.
+    MissingField(&'static str),
+    /// A body field that must be a string is something else.
+    NotAString(&'static str),
+    InvalidEmail(String),
+    InvalidIntegrationId(String),
+    InvalidObjectType {
+        got: String,
+        allowed: &'static [ObjectType],
+    },
+    InvalidClientRequestId,
+    MalformedQuery(String),
+    /// Not an active integration of the caller's company (another company's id included).
+    UnknownIntegration(i64),
+    /// A JSON body that does not parse (the parser's message).
+    InvalidJson(String),
+    /// GET entities' body is not a JSON array of strings.
+    IdsNotAnArray,
+    NoObjectIds,
+    /// The schema upload's every problem.
+    InvalidSchema(Vec<String>),
+    /// The schema upload cannot replace the stored one.
+    SchemaConflict(String),
+    MissingDataFile,
+    EmptyDataFile,
+    MalformedMultipart(String),
+    /// The body could not be read (the client went away, or broke the framing).
+    MalformedBody(String),
+    // 401: who is calling.
+    MissingAuthorization,
+    MalformedBasic,
+    UnsupportedAuthScheme,
+    InvalidCredentials,
+    PermissionDenied(Scope),
+    // 404, 405, 409, 413, 415, 429.
+    NotFound,
+    RequestNotFound {
+        client_request_id: String,
+        integration_id: i64,
+    },
+    MethodNotAllowed,
+    ClientRequestIdUsed,
+    IntegrationActive,
+    FileTooLarge,
+    /// A body other than an upload's is over its limit (bytes).
+    BodyTooLarge {
+        limit: usize,
+    },
+    /// The upload's body is not multipart/form-data (the phase-1 text, kept until the 415 is
+    /// made exactly Gong's).
+    UploadNotMultipart,
+    UnsupportedMediaType,
+    RateLimited {
+        retry_after: u64,
+    },
+    // 5xx: ours.
+    Busy,
+    /// No storage space left (the database's disk or the spool's).
+    DiskFull,
+    /// Logged where it is made ([`ApiError::internal`]); the client sees no detail.
+    Internal,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            errors: vec![message.into()],
-            retry_after: None,
+    /// The table: each error's status and text.
+    pub fn status_and_errors(&self) -> (StatusCode, Vec<String>) {
+        use ApiError::*;
+        let bad = StatusCode::BAD_REQUEST;
+        let (status, text) = match self {
+            MissingField(name) => (bad, format!("Mandatory field [{name}] is missing or empty")),
+            NotAString(name) => (bad, format!("Field [{name}] must be a string")),
+            InvalidEmail(got) => (
+                bad,
+                format!("Field [ownerEmail] must be a valid email address, got [{got}]"),
+            ),
+            InvalidIntegrationId(got) => (
+                bad,
+                format!("Field [integrationId] must be a positive 64-bit integer, got [{got}]"),
+            ),
+            InvalidObjectType { got, allowed } => {
+                let names: Vec<_> = allowed.iter().map(|t| t.as_str()).collect();
+                (
+                    bad,
+                    format!(
+                        "Field [objectType] must be one of {} (case-sensitive), got [{got}]",
+                        names.join(", ")
+                    ),
+                )
+            }
+            InvalidClientRequestId => (
+                bad,
+                "Field [clientRequestId] must be 1 to 128 characters of letters, digits, '-' and '_'"
+                    .into(),
+            ),
+            MalformedQuery(why) => (bad, format!("Malformed query string: {why}")),
+            UnknownIntegration(id) => (bad, format!("Unknown integrationId [{id}]")),
+            InvalidJson(why) => (bad, format!("Request body is not valid JSON: {why}")),
+            IdsNotAnArray => (
+                bad,
+                "Request body must be a JSON array of object ids (strings)".into(),
+            ),
+            NoObjectIds => (bad, "No object ids given".into()),
+            InvalidSchema(errors) => return (bad, errors.clone()),
+            SchemaConflict(why) => (bad, why.clone()),
+            MissingDataFile => (bad, "dataFile part is missing".into()),
+            EmptyDataFile => (bad, "dataFile is empty".into()),
+            MalformedMultipart(why) => (bad, format!("Malformed multipart/form-data body: {why}")),
+            MalformedBody(why) => (bad, format!("The request body could not be read: {why}")),
+            MissingAuthorization => (
+                StatusCode::UNAUTHORIZED,
+                "Missing Authorization header".into(),
+            ),
+            MalformedBasic => (
+                StatusCode::UNAUTHORIZED,
+                "Malformed Basic credentials".into(),
+            ),
+            UnsupportedAuthScheme => (
+                StatusCode::UNAUTHORIZED,
+                "Unsupported Authorization scheme".into(),
+            ),
+            InvalidCredentials => (StatusCode::UNAUTHORIZED, "Invalid credentials".into()),
+            PermissionDenied(scope) => (
+                StatusCode::UNAUTHORIZED,
+                format!("You don't have permission to use '{scope}' in your app."),
+            ),
+            NotFound => (StatusCode::NOT_FOUND, "Not Found".into()),
+            RequestNotFound {
+                client_request_id,
+                integration_id,
+            } => (
+                StatusCode::NOT_FOUND,
+                format!(
+                    "No request with clientRequestId [{client_request_id}] for integration [{integration_id}]"
+                ),
+            ),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed".into()),
+            ClientRequestIdUsed => (
+                StatusCode::CONFLICT,
+                "Client request id has already been used".into(),
+            ),
+            IntegrationActive => (StatusCode::CONFLICT, ALREADY_ACTIVE.into()),
+            FileTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("dataFile is larger than the 200 MB limit ({MAX_FILE_BYTES} bytes)"),
+            ),
+            BodyTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than the {limit}-byte limit"),
+            ),
+            UploadNotMultipart => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Media Type: the body must be multipart/form-data with a dataFile part"
+                    .into(),
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Media Type".into(),
+            ),
+            RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "API request limit exceeded".into(),
+            ),
+            Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is busy; try again shortly".into(),
+            ),
+            DiskFull => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "The server has no storage space left; try again later".into(),
+            ),
+            Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error".into(),
+            ),
+        };
+        (status, vec![text])
+    }
+
+    /// Seconds the client should wait before trying again, when the error says so.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            ApiError::DiskFull => Some(DISK_FULL_RETRY_AFTER_SECS),
+            _ => None,
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    pub fn bad_request_all(errors: Vec<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            errors,
-            retry_after: None,
-        }
-    }
-
-    pub fn unauthorized(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, message)
-    }
-
-    pub fn conflict(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, message)
-    }
-
-    pub fn client_request_id_used() -> ApiError {
-        ApiError::conflict("Client request id has already been used")
-    }
-
-    pub fn unsupported_media_type() -> ApiError {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type")
-    }
-
-    pub fn too_many_requests(retry_after: u64) -> ApiError {
-        ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            errors: vec!["API request limit exceeded".into()],
-            retry_after: Some(retry_after),
-        }
-    }
-
+    /// Logs `err` (with the request's span) and answers 500 without its detail.
     pub fn internal(err: impl std::fmt::Display) -> ApiError {
-        tracing::error!(request_id = %current_request_id(), "internal error: {err}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+        tracing::error!("internal error: {err}");
+        ApiError::Internal
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
-        if err.is_busy() {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The database is busy; try again shortly",
-            )
-        } else {
-            ApiError::internal(err)
+        match err {
+            StoreError::ClientRequestIdUsed => ApiError::ClientRequestIdUsed,
+            StoreError::IntegrationActive => ApiError::IntegrationActive,
+            StoreError::UnknownIntegration(id) => ApiError::UnknownIntegration(id),
+            err if err.is_busy() => ApiError::Busy,
+            err if err.is_disk_full() => {
+                tracing::error!("database has no space left: {err}");
+                ApiError::DiskFull
+            }
+            err => ApiError::internal(err),
         }
     }
 }
 
 impl From<std::io::Error> for ApiError {
     fn from(err: std::io::Error) -> ApiError {
-        ApiError::internal(err)
+        if err.kind() == std::io::ErrorKind::StorageFull {
+            tracing::error!("spool has no space left: {err}");
+            ApiError::DiskFull
+        } else {
+            ApiError::internal(err)
+        }
     }
 }
 
+/// The texts of an error, carried in the response's extensions to the envelope layer,
+/// which writes the body with the request's id.
+#[derive(Clone, Debug)]
+pub struct ErrorTexts(pub Vec<String>);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "requestId": current_request_id(),
-            "errors": self.errors,
-        });
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let (status, errors) = self.status_and_errors();
+        let mut response = status.into_response();
+        response.extensions_mut().insert(ErrorTexts(errors));
         let headers = response.headers_mut();
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"intake\", Bearer realm=\"intake\""),

@@ -1,28 +1,32 @@
-//! Request inputs the handlers share: the authenticated caller and query parameters,
-//! each failing with the API's own error texts.
+//! Request inputs the handlers share: the authenticated caller, query parameters and
+//! bounded bodies, each failing with an [`ApiError`].
 
+use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 use base64::Engine;
+use intake_model::wire::Scope;
 use intake_model::ObjectType;
 use intake_store::auth::{self, Principal};
-use intake_store::{Integration, IntegrationId, RateDecision};
+use intake_store::{IntegrationId, RateDecision};
 
 use crate::auth_cache::AuthCache;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// The authenticated company, already counted against its rate limits.
+/// Largest JSON body a route reads (register, schema upload, GET entities' ids).
+pub const MAX_JSON_BODY_BYTES: usize = 1 << 20;
+
+/// The authenticated company, already counted against its rate limits. As an extractor it
+/// runs before any body is read.
 pub struct Caller(pub Principal);
 
 impl Caller {
-    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
-        if self.0.allows(scope) {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.0.allows(scope.as_str()) {
             Ok(())
         } else {
-            Err(ApiError::unauthorized(format!(
-                "You don't have permission to use '{scope}' in your app."
-            )))
+            Err(ApiError::PermissionDenied(scope))
         }
     }
 
@@ -39,14 +43,18 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("Missing Authorization header"))?;
+            .ok_or(ApiError::MissingAuthorization)?;
         let cache_key = AuthCache::key(header);
         let principal = match state.auth_cache.get(&cache_key) {
-            Some(principal) => Some(principal),
-            None => verify(state, header).await?,
+            Some(principal) => principal,
+            None => {
+                let principal = verify(state, header)
+                    .await?
+                    .ok_or(ApiError::InvalidCredentials)?;
+                state.auth_cache.put(cache_key, principal.clone());
+                principal
+            }
         };
-        let principal = principal.ok_or_else(|| ApiError::unauthorized("Invalid credentials"))?;
-        state.auth_cache.put(cache_key, principal.clone());
         if let RateDecision::Limited { retry_after_secs } = state
             .store
             .hit_rate_limit(
@@ -56,7 +64,9 @@ impl FromRequestParts<AppState> for Caller {
             )
             .await?
         {
-            return Err(ApiError::too_many_requests(retry_after_secs));
+            return Err(ApiError::RateLimited {
+                retry_after: retry_after_secs,
+            });
         }
         Ok(Caller(principal))
     }
@@ -71,17 +81,29 @@ async fn verify(state: &AppState, header: &str) -> Result<Option<Principal>, Api
                 .decode(value.trim())
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or_else(|| ApiError::unauthorized("Malformed Basic credentials"))?;
-            let (key, secret) = decoded
-                .split_once(':')
-                .ok_or_else(|| ApiError::unauthorized("Malformed Basic credentials"))?;
+                .ok_or(ApiError::MalformedBasic)?;
+            let (key, secret) = decoded.split_once(':').ok_or(ApiError::MalformedBasic)?;
             Ok(auth::check_basic(store, key, secret).await?)
         }
         Some((scheme, value)) if scheme.eq_ignore_ascii_case("bearer") => {
             Ok(auth::check_bearer(store, value.trim()).await?)
         }
-        _ => Err(ApiError::unauthorized("Unsupported Authorization scheme")),
+        _ => Err(ApiError::UnsupportedAuthScheme),
     }
+}
+
+/// Reads a whole body of at most `limit` bytes (call it after the scope check).
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        while let Some(e) = source {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return ApiError::BodyTooLarge { limit };
+            }
+            source = e.source();
+        }
+        ApiError::MalformedBody(err.to_string())
+    })
 }
 
 /// The query string as name/value pairs (names may repeat).
@@ -91,7 +113,7 @@ impl QueryParams {
     pub fn parse(raw: Option<&str>) -> Result<QueryParams, ApiError> {
         serde_urlencoded::from_str(raw.unwrap_or(""))
             .map(QueryParams)
-            .map_err(|e| ApiError::bad_request(format!("Malformed query string: {e}")))
+            .map_err(|e| ApiError::MalformedQuery(e.to_string()))
     }
 
     pub fn optional(&self, name: &str) -> Option<&str> {
@@ -109,45 +131,30 @@ impl QueryParams {
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn required(&self, name: &str) -> Result<&str, ApiError> {
-        self.optional(name).ok_or_else(|| {
-            ApiError::bad_request(format!("Mandatory field [{name}] is missing or empty"))
-        })
+    pub fn required(&self, name: &'static str) -> Result<&str, ApiError> {
+        self.optional(name).ok_or(ApiError::MissingField(name))
     }
 
     pub fn integration_id(&self) -> Result<IntegrationId, ApiError> {
         let raw = self.required("integrationId")?;
-        raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "Field [integrationId] must be a positive 64-bit integer, got [{raw}]"
-            ))
-        })
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| ApiError::InvalidIntegrationId(raw.to_owned()))
     }
 
-    pub fn object_type(&self, allowed: &[ObjectType]) -> Result<ObjectType, ApiError> {
+    pub fn object_type(&self, allowed: &'static [ObjectType]) -> Result<ObjectType, ApiError> {
         let raw = self.required("objectType")?;
-        self.parse_object_type(raw, allowed)
+        parse_object_type(raw, allowed)
     }
 
     pub fn optional_object_type(
         &self,
-        allowed: &[ObjectType],
+        allowed: &'static [ObjectType],
     ) -> Result<Option<ObjectType>, ApiError> {
         self.optional("objectType")
-            .map(|raw| self.parse_object_type(raw, allowed))
+            .map(|raw| parse_object_type(raw, allowed))
             .transpose()
-    }
-
-    fn parse_object_type(&self, raw: &str, allowed: &[ObjectType]) -> Result<ObjectType, ApiError> {
-        ObjectType::parse(raw)
-            .filter(|t| allowed.contains(t))
-            .ok_or_else(|| {
-                let names: Vec<_> = allowed.iter().map(|t| t.as_str()).collect();
-                ApiError::bad_request(format!(
-                    "Field [objectType] must be one of {} (case-sensitive), got [{raw}]",
-                    names.join(", ")
-                ))
-            })
     }
 
     pub fn client_request_id(&self) -> Result<&str, ApiError> {
@@ -159,24 +166,16 @@ impl QueryParams {
         if valid {
             Ok(raw)
         } else {
-            Err(ApiError::bad_request(
-                "Field [clientRequestId] must be 1 to 128 characters of letters, digits, '-' and '_'",
-            ))
+            Err(ApiError::InvalidClientRequestId)
         }
     }
 }
 
-/// The caller's active integration named by `integrationId`; another company's id is
-/// answered like an unknown one.
-pub async fn integration(
-    state: &AppState,
-    caller: &Caller,
-    params: &QueryParams,
-) -> Result<Integration, ApiError> {
-    let id = params.integration_id()?;
-    state
-        .store
-        .find_integration(caller.company(), id)
-        .await?
-        .ok_or_else(|| ApiError::bad_request(format!("Unknown integrationId [{id}]")))
+fn parse_object_type(raw: &str, allowed: &'static [ObjectType]) -> Result<ObjectType, ApiError> {
+    ObjectType::parse(raw)
+        .filter(|t| allowed.contains(t))
+        .ok_or_else(|| ApiError::InvalidObjectType {
+            got: raw.to_owned(),
+            allowed,
+        })
 }

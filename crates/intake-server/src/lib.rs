@@ -1,22 +1,30 @@
 //! Intake's HTTP server: Gong's generic CRM API (`/v2/crm/...`) over a [`Store`], and the
 //! background worker that processes uploads.
+//!
+//! Layout: [`routes`] (thin handlers: extract, call one service, map to the wire types of
+//! [`intake_model::wire`]), [`services`] (what each operation does), [`error`] (every
+//! error's status and text, in one table), [`envelope`] and [`request_id`] (the layers
+//! every response goes through), [`worker`] and [`spool`].
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use intake_model::wire::Health;
 use intake_store::{RateLimits, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceBuilder;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub mod auth_cache;
+pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod request_id;
 pub mod routes;
+pub mod services;
 pub mod spool;
 pub mod worker;
 
@@ -33,41 +41,33 @@ pub struct AppState {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("Not Found")
+    ApiError::NotFound
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+    ApiError::MethodNotAllowed
 }
 
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::*;
-    let crm = Router::new()
-        .route(
-            "/integrations",
-            get(integrations::list)
-                .put(integrations::register)
-                .delete(integrations::delete),
-        )
-        .route("/entity-schema", get(schema::list).post(schema::upload))
-        .route(
-            "/entities",
-            get(entities::get)
-                .post(upload::upload)
-                .layer(DefaultBodyLimit::disable()),
-        )
-        .route("/request-status", get(status::request_status));
+    let layers = ServiceBuilder::new()
+        .map_request(request_id::drop_client_request_id)
+        .layer(SetRequestIdLayer::x_request_id(request_id::GongRequestId))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(request_id::trace_layer())
+        .layer(axum::middleware::from_fn(envelope::middleware));
     Router::new()
-        .nest("/v2/crm", crm)
+        .nest("/v2/crm", routes::gong::router())
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
+        .layer(layers)
 }
 
 /// Serves the API on `listener` and runs one worker, until `shutdown` completes: then stops

@@ -1,17 +1,24 @@
-//! Every request gets a fresh id: in the body (`requestId`), the `X-Request-Id` header and
-//! the log line. It lives in a task-local so that any response, error or not, can read it.
+//! Request ids, through `tower-http`: every request gets a fresh Gong-style id
+//! ([`GongRequestId`], set by `SetRequestIdLayer`), sent back in `X-Request-Id`
+//! (`PropagateRequestIdLayer`), in the body (`requestId`, read by the [`ReqId`] extractor and
+//! the envelope layer from the request's extension) and in the access log line
+//! ([`trace_layer`]).
+//!
+//! Decision: an `X-Request-Id` sent by the client is dropped before the id is made (Gong
+//! makes its own ids; a client must not be able to choose what appears in our logs and
+//! bodies), so the id is always fresh, as before.
 
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use rand::Rng;
-
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::request_id::{MakeRequestId, RequestId};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 /// 17 to 19 lowercase base-36 characters, like Gong's.
 pub fn new_request_id() -> String {
@@ -23,27 +30,75 @@ pub fn new_request_id() -> String {
         .collect()
 }
 
-/// The id of the request being served (empty outside of one).
-pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+/// Makes [`new_request_id`]s for `SetRequestIdLayer`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GongRequestId;
+
+impl MakeRequestId for GongRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&new_request_id())
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
-pub async fn middleware(request: Request, next: Next) -> Response {
-    let id = new_request_id();
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
+/// Removes a client's `X-Request-Id`, so that `SetRequestIdLayer` always makes a new one.
+pub fn drop_client_request_id(mut request: Request) -> Request {
+    request.headers_mut().remove("x-request-id");
+    request
+}
+
+/// The id of a request, as its extension holds it (empty when there is none).
+pub fn of_request<B>(request: &axum::http::Request<B>) -> String {
+    from_extensions(request.extensions())
+}
+
+fn from_extensions(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The request's id, for the `requestId` of a success body.
+pub struct ReqId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReqId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ReqId(from_extensions(&parts.extensions)))
     }
-    tracing::info!(
-        request_id = %id,
-        %method,
-        path,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    response
+}
+
+type MakeSpan = fn(&Request) -> Span;
+type OnResponse = fn(&Response, Duration, &Span);
+
+/// The access log: one line per request, with its id, method, path, status and
+/// milliseconds (the line is logged in the request's span, which carries the first three).
+pub fn trace_layer(
+) -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, MakeSpan, (), OnResponse, (), (), ()> {
+    let make_span: MakeSpan = |request| {
+        tracing::info_span!(
+            "request",
+            request_id = %of_request(request),
+            method = %request.method(),
+            path = request.uri().path(),
+        )
+    };
+    let on_response: OnResponse = |response, latency, _span| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_ms = latency.as_secs_f64() * 1000.0,
+            "request"
+        )
+    };
+    TraceLayer::new_for_http()
+        .make_span_with(make_span)
+        .on_request(())
+        .on_response(on_response)
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
 }

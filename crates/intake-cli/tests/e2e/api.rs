@@ -3,6 +3,11 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use intake_model::wire::{
+    Accepted, ErrorEnvelope, IntegrationInfo, IntegrationList, ObjectsReply, RequestState,
+    RequestStatusReply,
+};
+
 use crate::backend_tests;
 use crate::harness::{spool_files, Reply, Server, Site};
 
@@ -43,9 +48,14 @@ async fn integration_lifecycle(site: Site) {
     assert!(id > 1 << 53, "integration ids need more than 53 bits: {id}");
     let listed = server.get("/v2/crm/integrations").await;
     assert_request_id(&listed);
+    let listed: IntegrationList = listed.parse();
     assert_eq!(
-        listed.body["integrations"],
-        json!([{"integrationId": id, "ownerEmail": "owner@example.com", "name": "CRM"}])
+        listed.integrations,
+        [IntegrationInfo {
+            integration_id: id,
+            name: "CRM".into(),
+            owner_email: "owner@example.com".into(),
+        }]
     );
     // The raw text carries the id as a bare integer.
     let text = server
@@ -105,9 +115,12 @@ async fn integration_lifecycle(site: Site) {
         ))
         .await;
     assert_eq!(deleted.status, 201, "{:?}", deleted.body);
-    assert_eq!(deleted.body["clientRequestId"], "del-1");
+    assert_eq!(deleted.parse::<Accepted>().client_request_id, "del-1");
     let done = server.wait_done(id, "del-1").await;
-    assert_eq!(done.body["status"], "DONE");
+    assert_eq!(
+        done.parse::<RequestStatusReply>().status,
+        RequestState::Done
+    );
     assert_eq!(
         server.get("/v2/crm/integrations").await.body["integrations"],
         json!([])
@@ -157,7 +170,12 @@ async fn errors_have_the_envelope(site: Site) {
     let unknown = server.get("/v2/crm/nothing-here").await;
     assert_eq!(unknown.status, 404);
     assert_request_id(&unknown);
-    assert!(unknown.body["errors"].as_array().unwrap().len() == 1);
+    let envelope: ErrorEnvelope = unknown.parse();
+    assert_eq!(envelope.errors.len(), 1);
+    assert_eq!(
+        unknown.headers["x-request-id"].to_str().unwrap(),
+        envelope.request_id
+    );
 
     let wrong_method = server
         .send(server.req(Method::PATCH, "/v2/crm/integrations"))
@@ -175,6 +193,7 @@ async fn errors_have_the_envelope(site: Site) {
         .await;
     assert_eq!(bad_json.status, 400);
     assert_request_id(&bad_json);
+    assert_eq!(bad_json.errors().len(), 1);
 
     let health = server.http.get(server.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -473,15 +492,12 @@ async fn seed_examples(site: Site) {
         assert_eq!(done.body["status"], "DONE", "{t}: {:?}", done.body);
         assert_eq!(done.body["totalErrorCount"], 0);
     }
-    let deal = server.wait_done(id, "seed-DEAL").await;
-    assert_eq!(deal.body["status"], "FAILED");
-    assert_eq!(deal.body["totalErrorCount"], 1);
-    assert_eq!(deal.body["totalSuccessCount"], 0);
-    assert_eq!(deal.body["errors"][0]["line"], 1);
-    assert!(deal.body["errors"][0]["description"]
-        .as_str()
-        .unwrap()
-        .contains("JSON"));
+    let deal: RequestStatusReply = server.wait_done(id, "seed-DEAL").await.parse();
+    assert_eq!(deal.status, RequestState::Failed);
+    assert_eq!(deal.total_error_count, 1);
+    assert_eq!(deal.total_success_count, 0);
+    assert_eq!(deal.errors[0].line, 1);
+    assert!(deal.errors[0].description.contains("JSON"));
 
     let users = server
         .objects(
@@ -623,24 +639,24 @@ async fn file_rules_and_line_numbers(site: Site) {
                 {\"objectId\":\"c2\",\"modifiedDate\":\"2020-01-01T00:00:00.123Z\"}\n\
                 {\"objectId\":\"c3\",\"modifiedDate\":\"2020-01-01T00:00:00Z\",\"emailAddress\":\"x@y.io\"}";
     server.upload(id, "CONTACT", "rules", file).await;
-    let done = server.wait_done(id, "rules").await;
-    assert_eq!(done.body["status"], "FAILED");
-    assert_eq!(done.body["totalSuccessCount"], 2);
-    assert_eq!(done.body["totalErrorCount"], 4);
-    let errors = done.body["errors"].as_array().unwrap();
-    let lines: Vec<i64> = errors.iter().map(|e| e["line"].as_i64().unwrap()).collect();
+    let done: RequestStatusReply = server.wait_done(id, "rules").await.parse();
+    assert_eq!(done.status, RequestState::Failed);
+    assert_eq!(done.total_success_count, 2);
+    assert_eq!(done.total_error_count, 4);
+    let errors = &done.errors;
+    let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
     assert_eq!(lines, vec![4, 5, 6, 7]);
     assert_eq!(
-        errors[0]["description"],
+        errors[0].description,
         "Duplicate objectId [c1] in file: send multiple updates of a record in separate files"
     );
-    assert_eq!(errors[1]["description"], "Line is not a JSON object");
+    assert_eq!(errors[1].description, "Line is not a JSON object");
     assert_eq!(
-        errors[2]["description"],
+        errors[2].description,
         "Mandatory field [objectId] is missing or empty"
     );
     assert_eq!(
-        errors[3]["description"],
+        errors[3].description,
         "Field [modifiedDate] must be an ISO-8601 datetime without milliseconds"
     );
     let objects = server.objects(id, "CONTACT", &["c1", "c3"]).await;
@@ -668,14 +684,13 @@ async fn request_status_lists_twenty_errors(site: Site) {
         }
     }
     server.upload(id, "BUSINESS_USER", "users", file).await;
-    let done = server.wait_done(id, "users").await;
-    assert_eq!(done.body["status"], "FAILED");
-    assert_eq!(done.body["totalErrorCount"], 25, "{:?}", done.body);
-    assert_eq!(done.body["totalSuccessCount"], 25);
-    let errors = done.body["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 20);
-    assert_eq!(errors[0]["line"], 2);
-    assert_eq!(errors[19]["line"], 40);
+    let done: RequestStatusReply = server.wait_done(id, "users").await.parse();
+    assert_eq!(done.status, RequestState::Failed);
+    assert_eq!(done.total_error_count, 25, "{done:?}");
+    assert_eq!(done.total_success_count, 25);
+    assert_eq!(done.errors.len(), 20);
+    assert_eq!(done.errors[0].line, 2);
+    assert_eq!(done.errors[19].line, 40);
 
     let unknown = server.status(id, "never-sent").await;
     assert_eq!(unknown.status, 404);
@@ -814,9 +829,11 @@ async fn get_entities_inputs(site: Site) {
         .get(&format!("{base}&objectsCrmIds=k1,k2&objectsCrmIds=k3"))
         .await;
     assert_eq!(by_query.status, 200);
-    let map = by_query.body["crmObjectsMap"].as_object().unwrap();
-    assert_eq!(map.len(), 3);
-    assert_eq!(map["k3"]["objectId"], "k3");
+    let map = by_query.parse::<ObjectsReply>().crm_objects_map;
+    let ids: Vec<&str> = map.0.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["k1", "k2", "k3"], "in the order asked");
+    let k3: Value = serde_json::from_str(map.get("k3").unwrap().get()).unwrap();
+    assert_eq!(k3["objectId"], "k3");
 
     // Bodies come back as stored (keys in line order), ids once each.
     let text = server
@@ -849,9 +866,10 @@ async fn get_entities_inputs(site: Site) {
 
     let ids: Vec<String> = (0..150).map(|i| format!("k{i}")).collect();
     let many = server.send(server.req(Method::GET, &base).json(&ids)).await;
-    let map = many.body["crmObjectsMap"].as_object().unwrap();
-    assert_eq!(map.len(), 100);
-    assert!(map.contains_key("k99") && !map.contains_key("k100"));
+    let map = many.parse::<ObjectsReply>().crm_objects_map;
+    assert_eq!(map.0.len(), 100);
+    assert!(map.0.iter().any(|(id, _)| id == "k99"));
+    assert!(!map.0.iter().any(|(id, _)| id == "k100"));
     let bad_type = server
         .send(
             server

@@ -146,6 +146,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: Value,
+    /// The body as it came.
+    pub text: String,
 }
 
 impl Reply {
@@ -159,14 +161,33 @@ impl Reply {
             status,
             headers,
             body,
+            text,
         }
     }
 
+    /// The body as one of the wire contract's types (`intake_model::wire`).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_str(&self.text).unwrap_or_else(|err| {
+            panic!(
+                "body of a {} is not a {}: {err}: {}",
+                self.status,
+                std::any::type_name::<T>(),
+                self.text
+            )
+        })
+    }
+
+    /// The error envelope's texts (panics when the body is not an envelope).
+    pub fn errors(&self) -> Vec<String> {
+        self.parse::<intake_model::wire::ErrorEnvelope>().errors
+    }
+
+    /// The first error text ("" when the body is no error envelope).
     pub fn error(&self) -> String {
-        self.body["errors"][0]
-            .as_str()
+        serde_json::from_str::<intake_model::wire::ErrorEnvelope>(&self.text)
+            .ok()
+            .and_then(|envelope| envelope.errors.into_iter().next())
             .unwrap_or_default()
-            .to_string()
     }
 }
 
@@ -234,7 +255,9 @@ impl Server {
             )
             .await;
         assert_eq!(reply.status, 200, "{:?}", reply.body);
-        reply.body["integrationId"].as_i64().unwrap()
+        reply
+            .parse::<intake_model::wire::IntegrationRegistered>()
+            .integration_id
     }
 
     pub async fn upload(
@@ -263,10 +286,11 @@ impl Server {
         for _ in 0..3000 {
             let reply = self.status(integration, crid).await;
             assert_eq!(reply.status, 200, "{:?}", reply.body);
-            match reply.body["status"].as_str().unwrap() {
-                "DONE" | "FAILED" => return reply,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            let status = reply.parse::<intake_model::wire::RequestStatusReply>();
+            if status.status.is_final() {
+                return reply;
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("request {crid} did not finish");
     }

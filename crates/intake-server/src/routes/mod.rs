@@ -1,25 +1,5 @@
-pub mod entities;
-pub mod integrations;
-pub mod schema;
-pub mod status;
-pub mod upload;
+//! The HTTP handlers: each extracts its inputs (the [`Caller`](crate::extract::Caller)
+//! first, the body last and only after the scope check), calls one service and maps the
+//! result to the wire types of [`intake_model::wire`].
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
-
-use crate::request_id::current_request_id;
-
-/// A success body: the given fields plus `requestId`.
-pub fn reply(status: StatusCode, mut body: Value) -> Response {
-    if let Value::Object(map) = &mut body {
-        map.insert("requestId".into(), json!(current_request_id()));
-    }
-    (status, axum::Json(body)).into_response()
-}
-
-/// Parses a JSON request body, with the API's error envelope on failure.
-pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crate::ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| crate::ApiError::bad_request(format!("Request body is not valid JSON: {e}")))
-}
+pub mod gong;

@@ -1,0 +1,29 @@
+//! Gong's generic CRM API, `/v2/crm/...`.
+
+pub mod entities;
+pub mod integrations;
+pub mod schema;
+pub mod status;
+pub mod upload;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+
+use crate::AppState;
+
+/// The routes under `/v2/crm`. Every handler reads its body itself, with its own limit,
+/// after the caller's scope is checked.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/integrations",
+            get(integrations::list)
+                .put(integrations::register)
+                .delete(integrations::delete),
+        )
+        .route("/entity-schema", get(schema::list).post(schema::upload))
+        .route("/entities", get(entities::get).post(upload::upload))
+        .route("/request-status", get(status::request_status))
+        .layer(DefaultBodyLimit::disable())
+}
