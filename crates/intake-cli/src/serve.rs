@@ -197,6 +197,12 @@ async fn serve(args: ServeArgs, matches: &ArgMatches) -> Result<(), CliError> {
     let file = ConfigFile::read(args.data.config.as_deref())?;
     let data = resolve_data(&args.data, file.as_ref(), matches)?;
     let settings = ConfigFile::layer(file.as_ref(), &args.settings, matches)?;
+    // Held until the server exits (the OS drops the lock with the process).
+    let _lock = if data.database.starts_with("sqlite:") {
+        Some(lock_data_dir(&data.data_dir)?)
+    } else {
+        None
+    };
     let store = open_database(&data.database).await?;
     let listen = settings.listen;
     let listener = tokio::net::TcpListener::bind(&listen)
@@ -241,6 +247,56 @@ async fn serve(args: ServeArgs, matches: &ArgMatches) -> Result<(), CliError> {
         .map_err(|e| CliError::Failed(format!("serving failed: {e}")))?;
     tracing::info!("intake stopped");
     Ok(())
+}
+
+/// The name of the lock file in the data dir.
+const LOCK_FILE: &str = "serve.lock";
+
+/// One server per SQLite data dir: takes an exclusive lock on `DATA_DIR/serve.lock` and
+/// writes this process's pid into it; a second `serve` on the same data dir is refused,
+/// naming the holder's pid (exit 3). Admin commands take no lock and run beside the server.
+/// PostgreSQL needs none (several instances share it by design).
+///
+/// Decision: the lock is on the data dir, as every SQLite server has one; two data dirs
+/// pointed with `--database` at one SQLite file are not caught (the README already says a
+/// second server on one file may not run).
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, CliError> {
+    use std::io::{Read, Seek, Write};
+    let path = data_dir.join(LOCK_FILE);
+    let cannot =
+        |e: std::io::Error| CliError::Unreachable(format!("cannot lock {}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(cannot)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if holder.is_empty() {
+                "another process".to_string()
+            } else {
+                format!("pid {holder}")
+            };
+            return Err(CliError::Unreachable(format!(
+                "another intake serve ({holder}) is running on the data dir {}: it holds {}; \
+                 one server per SQLite database (use PostgreSQL for several)",
+                data_dir.display(),
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(cannot(e)),
+    }
+    file.set_len(0).map_err(cannot)?;
+    file.rewind().map_err(cannot)?;
+    writeln!(file, "{}", std::process::id()).map_err(cannot)?;
+    file.flush().map_err(cannot)?;
+    Ok(file)
 }
 
 async fn shutdown_signal() {
