@@ -1,9 +1,10 @@
 //! `intake admin`: companies, access keys and tokens, administered straight on the database
 //! (safe while the server runs).
 
-use clap::{Args, Subcommand};
+use clap::{ArgMatches, Args, Subcommand};
 use intake_store::{auth, Store};
 
+use crate::error::CliError;
 use crate::exit;
 use crate::serve::{open_store, DataArgs};
 
@@ -91,123 +92,105 @@ pub enum TokenCommand {
     },
 }
 
-enum Failure {
-    Usage(String),
-    Other(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Failure {
-    fn from(err: E) -> Failure {
-        Failure::Other(err.into())
-    }
-}
-
-pub async fn run(command: AdminCommand) -> u8 {
-    match execute(command).await {
+pub async fn run(command: AdminCommand, matches: &ArgMatches) -> u8 {
+    match execute(command, matches).await {
         Ok(()) => exit::OK,
-        Err(Failure::Usage(message)) => {
-            eprintln!("intake admin: {message}");
-            exit::FAILED
-        }
-        Err(Failure::Other(err)) => {
-            eprintln!("intake admin: {err:#}");
-            exit::UNREACHABLE
-        }
+        Err(err) => err.report_as("intake admin", false),
     }
 }
 
-async fn company_id(store: &dyn Store, name: &str) -> Result<i64, Failure> {
+async fn company_id(store: &dyn Store, name: &str) -> Result<i64, CliError> {
     store
         .company_by_name(name)
         .await?
         .map(|c| c.id)
-        .ok_or_else(|| Failure::Usage(format!("no company named {name}")))
+        .ok_or_else(|| CliError::Failed(format!("no company named {name}")))
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!(
+    crate::outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("serializable")
     );
 }
 
-async fn execute(command: AdminCommand) -> Result<(), Failure> {
+async fn execute(command: AdminCommand, matches: &ArgMatches) -> Result<(), CliError> {
     match command {
         AdminCommand::Company(CompanyCommand::Create { name, common }) => {
-            let (_, store) = open_store(&common.data).await?;
+            let (_, store) = open_store(&common.data, matches).await?;
             let company = store.create_company(&name).await.map_err(|e| match e {
-                e @ intake_store::StoreError::CompanyExists(_) => Failure::Usage(e.to_string()),
+                e @ intake_store::StoreError::CompanyExists(_) => CliError::Failed(e.to_string()),
                 other => other.into(),
             })?;
             if common.json {
                 print_json(&company);
             } else {
-                println!("created company {}", company.name);
+                crate::outln!("created company {}", company.name);
             }
         }
         AdminCommand::Company(CompanyCommand::List { common }) => {
-            let (_, store) = open_store(&common.data).await?;
+            let (_, store) = open_store(&common.data, matches).await?;
             let companies = store.list_companies().await?;
             if common.json {
                 print_json(&companies);
             } else {
                 for c in companies {
-                    println!("{}", c.name);
+                    crate::outln!("{}", c.name);
                 }
             }
         }
         AdminCommand::Key(KeyCommand::Create { company, common }) => {
-            let (_, store) = open_store(&common.data).await?;
+            let (_, store) = open_store(&common.data, matches).await?;
             let id = company_id(store.as_ref(), &company).await?;
             let (key, secret) = auth::create_access_key(store.as_ref(), id).await?;
             if common.json {
                 print_json(&serde_json::json!({ "accessKey": key, "accessKeySecret": secret }));
             } else {
-                println!("access key:        {key}\naccess key secret: {secret}");
+                crate::outln!("access key:        {key}\naccess key secret: {secret}");
             }
         }
         AdminCommand::Key(KeyCommand::List { common }) => {
-            let (_, store) = open_store(&common.data).await?;
+            let (_, store) = open_store(&common.data, matches).await?;
             let keys = store.list_access_keys().await?;
             if common.json {
                 print_json(&keys);
             } else {
                 for k in keys {
                     let state = if k.revoked { "revoked" } else { "active" };
-                    println!("{}\t{}\t{state}", k.access_key, k.company);
+                    crate::outln!("{}\t{}\t{state}", k.access_key, k.company);
                 }
             }
         }
         AdminCommand::Key(KeyCommand::Revoke { access_key, common }) => {
-            let (_, store) = open_store(&common.data).await?;
+            let (_, store) = open_store(&common.data, matches).await?;
             if !store.revoke_access_key(&access_key).await? {
-                return Err(Failure::Usage(format!("no access key {access_key}")));
+                return Err(CliError::Failed(format!("no access key {access_key}")));
             }
-            println!("revoked {access_key}");
+            crate::outln!("revoked {access_key}");
         }
         AdminCommand::Token(TokenCommand::Create {
             company,
             scopes,
             common,
         }) => {
-            let (_, store) = open_store(&common.data).await?;
+            let (_, store) = open_store(&common.data, matches).await?;
             let id = company_id(store.as_ref(), &company).await?;
             let token = auth::create_token(store.as_ref(), id, &scopes).await?;
             if common.json {
                 print_json(&serde_json::json!({ "token": token }));
             } else {
-                println!("{token}");
+                crate::outln!("{token}");
             }
         }
         AdminCommand::Token(TokenCommand::List { common }) => {
-            let (_, store) = open_store(&common.data).await?;
+            let (_, store) = open_store(&common.data, matches).await?;
             let tokens = store.list_tokens().await?;
             if common.json {
                 print_json(&tokens);
             } else {
                 for t in tokens {
                     let state = if t.revoked { "revoked" } else { "active" };
-                    println!(
+                    crate::outln!(
                         "{}\t{}\t{}\t{state}",
                         t.token_id,
                         t.company,
@@ -217,11 +200,11 @@ async fn execute(command: AdminCommand) -> Result<(), Failure> {
             }
         }
         AdminCommand::Token(TokenCommand::Revoke { token_id, common }) => {
-            let (_, store) = open_store(&common.data).await?;
+            let (_, store) = open_store(&common.data, matches).await?;
             if !store.revoke_token(&token_id).await? {
-                return Err(Failure::Usage(format!("no token {token_id}")));
+                return Err(CliError::Failed(format!("no token {token_id}")));
             }
-            println!("revoked {token_id}");
+            crate::outln!("revoked {token_id}");
         }
     }
     Ok(())

@@ -2,11 +2,16 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod admin;
 mod client;
+mod error;
+mod output;
 mod serve;
+mod settings;
+
+pub use error::exit;
 
 #[derive(Parser)]
 #[command(
@@ -30,27 +35,29 @@ enum Command {
     Client(client::ClientCommand),
 }
 
-/// Exit codes shared by every command.
-pub mod exit {
-    pub const OK: u8 = 0;
-    /// The request failed or some lines failed.
-    pub const FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    /// Could not connect, authenticate or open the database.
-    pub const UNREACHABLE: u8 = 3;
+/// The matches of the innermost subcommand, where its arguments are.
+fn leaf(matches: &ArgMatches) -> &ArgMatches {
+    let mut current = matches;
+    while let Some((_, sub)) = current.subcommand() {
+        current = sub;
+    }
+    current
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Bad flags and missing arguments: clap prints them and exits 2 (`exit::USAGE`).
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let matches = leaf(&matches);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Admin(command) => admin::run(command).await,
-            Command::Client(command) => client::run(command).await,
+            Command::Serve(args) => serve::run(args, matches).await,
+            Command::Admin(command) => admin::run(command, matches).await,
+            Command::Client(command) => client::run(command, matches).await,
         }
     });
     ExitCode::from(code)

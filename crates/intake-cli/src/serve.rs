@@ -4,24 +4,34 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::Args;
+use clap::{ArgMatches, Args, FromArgMatches};
 use intake_server::auth_cache::AuthCache;
 use intake_server::{AppState, Spool, WorkerConfig};
 use intake_store::{auth, RateLimits, Store};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
+use crate::client::error_chain;
+use crate::error::CliError;
 use crate::exit;
+use crate::settings::{keys_of, read_toml, Layered, DEFAULT_DATA_DIR};
 
 /// Where the data lives; shared by `serve` and every `admin` command.
-#[derive(Args, Clone, Debug)]
-pub struct DataArgs {
-    /// Directory of the SQLite database and the upload spool [default: ./intake-data]
-    #[arg(long, env = "INTAKE_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+pub struct DataSettings {
+    /// Directory of the SQLite database and the upload spool
+    #[arg(long, env = "INTAKE_DATA_DIR", global = true, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: SQLite in the data dir]
     #[arg(long, env = "INTAKE_DATABASE_URL", global = true)]
     pub database: Option<String>,
+}
+
+/// The data options with the config file that may hold them.
+#[derive(Args, Clone, Debug)]
+pub struct DataArgs {
+    #[command(flatten)]
+    pub settings: DataSettings,
     /// Optional TOML config file with the same settings (snake_case keys)
     #[arg(long, env = "INTAKE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -31,54 +41,88 @@ pub struct DataArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Address to listen on [default: 127.0.0.1:8080]
-    #[arg(long, env = "INTAKE_LISTEN")]
-    pub listen: Option<String>,
+    #[command(flatten)]
+    pub settings: ServeSettings,
+}
+
+/// The settings of `intake serve` besides the data options. Each is a flag, an environment
+/// variable and a key of the config file (its field name); see `crate::settings`.
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+pub struct ServeSettings {
+    /// Address to listen on
+    #[arg(long, env = "INTAKE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
     /// Directory of the upload spool; must be shared by every instance of one database
     /// [default: DATA_DIR/spool]
     #[arg(long, env = "INTAKE_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
-    /// Calls per second per company; 0 switches the limit off [default: 3]
-    #[arg(long, env = "INTAKE_RATE_LIMIT_PER_SECOND")]
-    pub rate_limit_per_second: Option<u32>,
-    /// Calls per day per company; 0 switches the limit off [default: 10000]
-    #[arg(long, env = "INTAKE_RATE_LIMIT_PER_DAY")]
-    pub rate_limit_per_day: Option<u32>,
+    /// Calls per second per company; 0 switches the limit off
+    #[arg(long, env = "INTAKE_RATE_LIMIT_PER_SECOND", default_value_t = 3)]
+    pub rate_limit_per_second: u32,
+    /// Calls per day per company; 0 switches the limit off
+    #[arg(long, env = "INTAKE_RATE_LIMIT_PER_DAY", default_value_t = 10_000)]
+    pub rate_limit_per_day: u32,
     /// Seconds a worker holds a request without a heartbeat before another may take it over
-    /// [default: 30]
-    #[arg(long, env = "INTAKE_LEASE_SECONDS")]
-    pub lease_seconds: Option<u64>,
-    /// Lines the worker stores per transaction [default: 40000]
-    #[arg(long, env = "INTAKE_BATCH_LINES")]
-    pub batch_lines: Option<usize>,
+    #[arg(long, env = "INTAKE_LEASE_SECONDS", default_value_t = 30)]
+    pub lease_seconds: u64,
+    /// Lines the worker stores per transaction
+    #[arg(long, env = "INTAKE_BATCH_LINES", default_value_t = 40_000)]
+    pub batch_lines: usize,
     /// Seconds a verified credential is trusted before it is looked up again (a revoked key
-    /// stops working after at most this long); 0 looks up every call [default: 5]
-    #[arg(long, env = "INTAKE_AUTH_CACHE_SECONDS")]
-    pub auth_cache_seconds: Option<u64>,
+    /// stops working after at most this long); 0 looks up every call
+    #[arg(long, env = "INTAKE_AUTH_CACHE_SECONDS", default_value_t = 5)]
+    pub auth_cache_seconds: u64,
 }
 
-/// The config file: every key optional; command-line flags and environment win over it.
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
+/// The keys of the server's config file: the data options and the serve settings. `admin`
+/// reads the same file and takes only the data options from it.
+fn config_keys() -> Vec<String> {
+    let mut keys = keys_of::<DataSettings>();
+    keys.extend(keys_of::<ServeSettings>());
+    keys
+}
+
+/// The config file named by `--config`, read once.
 struct ConfigFile {
-    data_dir: Option<PathBuf>,
-    database: Option<String>,
-    listen: Option<String>,
-    spool_dir: Option<PathBuf>,
-    rate_limit_per_second: Option<u32>,
-    rate_limit_per_day: Option<u32>,
-    lease_seconds: Option<u64>,
-    batch_lines: Option<usize>,
-    auth_cache_seconds: Option<u64>,
+    table: toml::Table,
+    path: PathBuf,
 }
 
-fn read_config(path: Option<&Path>) -> anyhow::Result<ConfigFile> {
-    let Some(path) = path else {
-        return Ok(ConfigFile::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+impl ConfigFile {
+    /// Reads the file and checks every key in it, also those the command does not use
+    /// (`admin` takes only the data options), so that a file one command accepts every
+    /// command accepts.
+    fn read(path: Option<&Path>) -> Result<Option<ConfigFile>, CliError> {
+        let Some(path) = path else {
+            return Ok(None);
+        };
+        let file = ConfigFile {
+            table: read_toml(path)?,
+            path: path.to_path_buf(),
+        };
+        // The defaults (and environment) of `serve`, for the file's values to be checked
+        // against; were the environment itself invalid, the command reports that on its own.
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        if let Ok(matches) = command.try_get_matches_from(["serve"]) {
+            if let Ok(args) = ServeArgs::from_arg_matches(&matches) {
+                ConfigFile::layer(Some(&file), &args.data.settings, &matches)?;
+                ConfigFile::layer(Some(&file), &args.settings, &matches)?;
+            }
+        }
+        Ok(Some(file))
+    }
+
+    fn layer<T: Serialize + DeserializeOwned>(
+        file: Option<&ConfigFile>,
+        parsed: &T,
+        matches: &ArgMatches,
+    ) -> Result<T, CliError> {
+        let layered = Layered::new(parsed, matches);
+        match file {
+            Some(f) => layered.file(&f.table, &config_keys(), &f.path)?.finish(),
+            None => layered.finish(),
+        }
+    }
 }
 
 /// The resolved data settings.
@@ -87,40 +131,54 @@ pub struct DataConfig {
     pub database: String,
 }
 
-fn resolve_data(args: &DataArgs, file: &ConfigFile) -> anyhow::Result<DataConfig> {
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or_else(|| file.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("intake-data"));
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let database = args
+fn resolve_data(
+    args: &DataArgs,
+    file: Option<&ConfigFile>,
+    matches: &ArgMatches,
+) -> Result<DataConfig, CliError> {
+    let settings = ConfigFile::layer(file, &args.settings, matches)?;
+    let data_dir = settings.data_dir;
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        CliError::Unreachable(format!(
+            "cannot create data dir {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    let database = settings
         .database
-        .clone()
-        .or_else(|| file.database.clone())
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("intake.db").display()));
     Ok(DataConfig { data_dir, database })
 }
 
+/// Opens the database a URL names (running migrations). A malformed URL is a usage error;
+/// any other failure means the database could not be opened (exit 3), reported once with
+/// its causes.
+async fn open_database(url: &str) -> Result<Arc<dyn Store>, CliError> {
+    intake_store::open(url).await.map_err(|err| match err {
+        intake_store::StoreError::Url(_) => CliError::Usage(err.to_string()),
+        other => CliError::Unreachable(format!(
+            "cannot open database {url}: {}",
+            error_chain(&other)
+        )),
+    })
+}
+
 /// Opens the database the data options name (running migrations).
-pub async fn open_store(args: &DataArgs) -> anyhow::Result<(DataConfig, Arc<dyn Store>)> {
-    let file = read_config(args.config.as_deref())?;
-    let config = resolve_data(args, &file)?;
-    let store = intake_store::open(&config.database)
-        .await
-        .with_context(|| format!("cannot open database {}", config.database))?;
+pub async fn open_store(
+    args: &DataArgs,
+    matches: &ArgMatches,
+) -> Result<(DataConfig, Arc<dyn Store>), CliError> {
+    let file = ConfigFile::read(args.config.as_deref())?;
+    let config = resolve_data(args, file.as_ref(), matches)?;
+    let store = open_database(&config.database).await?;
     Ok((config, store))
 }
 
-pub async fn run(args: ServeArgs) -> u8 {
+pub async fn run(args: ServeArgs, matches: &ArgMatches) -> u8 {
     init_logging();
-    match serve(args).await {
+    match serve(args, matches).await {
         Ok(()) => exit::OK,
-        Err(err) => {
-            eprintln!("intake serve: {err:#}");
-            exit::UNREACHABLE
-        }
+        Err(err) => err.report_as("intake serve", false),
     }
 }
 
@@ -135,63 +193,110 @@ fn init_logging() {
         .init();
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let file = read_config(args.data.config.as_deref())?;
-    let data = resolve_data(&args.data, &file)?;
-    let store = intake_store::open(&data.database)
-        .await
-        .with_context(|| format!("cannot open database {}", data.database))?;
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
+async fn serve(args: ServeArgs, matches: &ArgMatches) -> Result<(), CliError> {
+    let file = ConfigFile::read(args.data.config.as_deref())?;
+    let data = resolve_data(&args.data, file.as_ref(), matches)?;
+    let settings = ConfigFile::layer(file.as_ref(), &args.settings, matches)?;
+    // Held until the server exits (the OS drops the lock with the process).
+    let _lock = if data.database.starts_with("sqlite:") {
+        Some(lock_data_dir(&data.data_dir)?)
+    } else {
+        None
+    };
+    let store = open_database(&data.database).await?;
+    let listen = settings.listen;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let address = listener.local_addr()?;
-    ensure_initial_credentials(store.as_ref(), &data.data_dir, address).await?;
-    let spool_dir = args
+        .map_err(|e| CliError::Unreachable(format!("cannot listen on {listen}: {e}")))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| CliError::Unreachable(format!("cannot listen on {listen}: {e}")))?;
+    ensure_initial_credentials(store.as_ref(), &data.data_dir, address)
+        .await
+        .map_err(|e| CliError::Unreachable(format!("{e:#}")))?;
+    let spool_dir = settings
         .spool_dir
-        .or(file.spool_dir)
         .unwrap_or_else(|| data.data_dir.join("spool"));
+    let spool = Spool::open(&spool_dir).await.map_err(|e| {
+        CliError::Unreachable(format!(
+            "cannot open the spool {}: {}",
+            spool_dir.display(),
+            error_chain(&e)
+        ))
+    })?;
     let state = AppState {
         store: store.clone(),
-        spool: Spool::open(&spool_dir).await?,
+        spool,
         auth_cache: Arc::new(AuthCache::new(Duration::from_secs(
-            args.auth_cache_seconds
-                .or(file.auth_cache_seconds)
-                .unwrap_or(5),
+            settings.auth_cache_seconds,
         ))),
         rate_limits: RateLimits {
-            per_second: args
-                .rate_limit_per_second
-                .or(file.rate_limit_per_second)
-                .unwrap_or(3),
-            per_day: args
-                .rate_limit_per_day
-                .or(file.rate_limit_per_day)
-                .unwrap_or(10_000),
+            per_second: settings.rate_limit_per_second,
+            per_day: settings.rate_limit_per_day,
         },
     };
     let worker = WorkerConfig {
-        lease: Duration::from_secs(
-            args.lease_seconds
-                .or(file.lease_seconds)
-                .unwrap_or(30)
-                .max(1),
-        ),
-        batch_lines: args
-            .batch_lines
-            .or(file.batch_lines)
-            .unwrap_or(40_000)
-            .max(1),
+        lease: Duration::from_secs(settings.lease_seconds.max(1)),
+        batch_lines: settings.batch_lines.max(1),
     };
     tracing::info!(%address, database = store.backend(), "intake listening");
     // Scripts and tests read this line to find the port.
-    println!("listening on http://{address}");
-    intake_server::serve(listener, state, worker, shutdown_signal()).await?;
+    crate::outln!("listening on http://{address}");
+    intake_server::serve(listener, state, worker, shutdown_signal())
+        .await
+        .map_err(|e| CliError::Failed(format!("serving failed: {e}")))?;
     tracing::info!("intake stopped");
     Ok(())
+}
+
+/// The name of the lock file in the data dir.
+const LOCK_FILE: &str = "serve.lock";
+
+/// One server per SQLite data dir: takes an exclusive lock on `DATA_DIR/serve.lock` and
+/// writes this process's pid into it; a second `serve` on the same data dir is refused,
+/// naming the holder's pid (exit 3). Admin commands take no lock and run beside the server.
+/// PostgreSQL needs none (several instances share it by design).
+///
+/// Decision: the lock is on the data dir, as every SQLite server has one; two data dirs
+/// pointed with `--database` at one SQLite file are not caught (the README already says a
+/// second server on one file may not run).
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, CliError> {
+    use std::io::{Read, Seek, Write};
+    let path = data_dir.join(LOCK_FILE);
+    let cannot =
+        |e: std::io::Error| CliError::Unreachable(format!("cannot lock {}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(cannot)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if holder.is_empty() {
+                "another process".to_string()
+            } else {
+                format!("pid {holder}")
+            };
+            return Err(CliError::Unreachable(format!(
+                "another intake serve ({holder}) is running on the data dir {}: it holds {}; \
+                 one server per SQLite database (use PostgreSQL for several)",
+                data_dir.display(),
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(cannot(e)),
+    }
+    file.set_len(0).map_err(cannot)?;
+    file.rewind().map_err(cannot)?;
+    writeln!(file, "{}", std::process::id()).map_err(cannot)?;
+    file.flush().map_err(cannot)?;
+    Ok(file)
 }
 
 async fn shutdown_signal() {
@@ -235,7 +340,7 @@ async fn ensure_initial_credentials(
         "accessKeySecret": secret,
     });
     write_private(&path, &serde_json::to_string_pretty(&body)?)?;
-    println!(
+    crate::outln!(
         "created company 'default'; its access key is in {}",
         path.display()
     );

@@ -1,19 +1,46 @@
 //! Connection settings (flags, environment, config file), the HTTP client with its retry
-//! rules, and the errors every client command maps to an exit code.
+//! rules, and the replies every client command maps to an exit code.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
 
-use clap::Args;
-use serde::Deserialize;
+use backon::{ExponentialBuilder, Retryable};
+use clap::{ArgMatches, Args};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::exit;
+pub use crate::error::CliError;
+use crate::settings::{default_data_dir, keys_of, Layered, Source, DEFAULT_DATA_DIR};
 
 /// Connection options shared by every command that talks to a server.
 #[derive(Args, Debug, Clone)]
 pub struct ConnArgs {
+    #[command(flatten)]
+    pub settings: ConnSettings,
+    /// TOML file with url, access_key, access_key_secret, token, integration_id, max_retries
+    /// [default: ~/.config/intake/client.toml when it exists]
+    #[arg(long, env = "INTAKE_CLIENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data dir of a local server: when no URL and no credentials are given anywhere, they
+    /// are read from its initial-credentials.json
+    #[arg(long, env = "INTAKE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Print the API's JSON responses (one per line) instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Where each setting came from, filled by `resolve`.
+    #[arg(skip)]
+    pub sources: HashMap<String, Source>,
+}
+
+/// The connection settings: each a flag, an `INTAKE_*` variable and a key of the client
+/// config file (its field name); the URL and the access key also take Gong's `GONG_*`
+/// names, after Intake's and before the file.
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct ConnSettings {
     /// Base URL of the server, e.g. http://127.0.0.1:8080 (also GONG_BASE_URL)
     #[arg(long, env = "INTAKE_URL")]
     pub url: Option<String>,
@@ -29,28 +56,9 @@ pub struct ConnArgs {
     /// Integration id [default: the company's integration, found with GET /v2/crm/integrations]
     #[arg(long, env = "INTAKE_INTEGRATION_ID")]
     pub integration_id: Option<i64>,
-    /// TOML file with url, access_key, access_key_secret, token, integration_id
-    /// [default: ~/.config/intake/client.toml when it exists]
-    #[arg(long, env = "INTAKE_CLIENT_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Retries after the first try, on 429, 5xx and connection errors [default: 4]
-    #[arg(long, env = "INTAKE_MAX_RETRIES")]
-    pub max_retries: Option<u32>,
-    /// Print the API's JSON responses (one per line) instead of text
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// The client config file. Flags and environment win over it.
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    url: Option<String>,
-    access_key: Option<String>,
-    access_key_secret: Option<String>,
-    token: Option<String>,
-    integration_id: Option<i64>,
-    max_retries: Option<u32>,
+    /// Retries after the first try, on 429, 5xx and connection errors
+    #[arg(long, env = "INTAKE_MAX_RETRIES", default_value_t = 4)]
+    pub max_retries: u32,
 }
 
 fn default_config_path() -> Option<PathBuf> {
@@ -60,24 +68,6 @@ fn default_config_path() -> Option<PathBuf> {
     };
     let path = base.join("intake").join("client.toml");
     path.is_file().then_some(path)
-}
-
-fn read_config(explicit: Option<&Path>) -> Result<ConfigFile, CliError> {
-    let path = match explicit {
-        Some(p) => p.to_path_buf(),
-        None => match default_config_path() {
-            Some(p) => p,
-            None => return Ok(ConfigFile::default()),
-        },
-    };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| CliError::Usage(format!("cannot read config file {}: {e}", path.display())))?;
-    toml::from_str(&text)
-        .map_err(|e| CliError::Usage(format!("invalid config file {}: {e}", path.display())))
-}
-
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 #[derive(Clone, Debug)]
@@ -103,7 +93,8 @@ pub struct Reply {
     /// The JSON body, or `Null` when the body is not JSON (see `text`).
     pub body: Value,
     pub text: String,
-    pub retry_after: Option<u64>,
+    /// How long `Retry-After` asks to wait (from seconds or an HTTP date).
+    pub retry_after: Option<Duration>,
 }
 
 impl Reply {
@@ -143,85 +134,33 @@ pub struct Sent {
     pub attempts: u32,
 }
 
-/// Why a command failed; each maps to an exit code.
-#[derive(Debug)]
-pub enum CliError {
-    /// Bad arguments or local input: exit 2.
-    Usage(String),
-    /// Could not connect (after the retries): exit 3.
-    Unreachable(String),
-    /// 401/403: exit 3.
-    Auth(Reply),
-    /// Any other error response: exit 1.
-    Api(Reply),
-    /// Anything else that failed: exit 1.
-    Failed(String),
-}
-
-impl CliError {
-    /// Prints the error (to stderr; with `--json` the error body also goes to stdout) and
-    /// returns the exit code.
-    pub fn report(&self, json: bool) -> u8 {
-        match self {
-            CliError::Usage(msg) => {
-                eprintln!("error: {msg}");
-                exit::USAGE
-            }
-            CliError::Unreachable(msg) => {
-                eprintln!("error: could not connect: {msg}");
-                exit::UNREACHABLE
-            }
-            CliError::Failed(msg) => {
-                eprintln!("error: {msg}");
-                exit::FAILED
-            }
-            CliError::Auth(reply) | CliError::Api(reply) => {
-                if json && !reply.body.is_null() {
-                    println!("{}", reply.body);
-                }
-                for e in reply.errors() {
-                    eprintln!("error: {e}");
-                }
-                let rid = reply
-                    .request_id()
-                    .map(|r| format!(", requestId {r}"))
-                    .unwrap_or_default();
-                match reply.status {
-                    401 | 403 => {
-                        eprintln!("(HTTP {}{rid}: authentication failed; check the access key and secret or the token)", reply.status);
-                        exit::UNREACHABLE
-                    }
-                    429 => {
-                        let after = reply
-                            .retry_after
-                            .map(|s| format!("; retry after {s} s"))
-                            .unwrap_or_default();
-                        eprintln!("(HTTP 429{rid}: rate limited{after})");
-                        exit::FAILED
-                    }
-                    status => {
-                        eprintln!("(HTTP {status}{rid})");
-                        exit::FAILED
-                    }
-                }
-            }
-        }
-    }
-}
-
-pub const DEFAULT_MAX_RETRIES: u32 = 4;
 /// The longest `Retry-After` we wait for; beyond it the 429 is reported.
-const MAX_RETRY_AFTER: u64 = 120;
-/// First backoff delay; doubles on each retry up to `MAX_BACKOFF`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+/// First backoff delay (plus up to as much again of jitter); doubles on each retry up to
+/// `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-fn backoff(retry: u32) -> Duration {
-    let base = FIRST_BACKOFF.saturating_mul(1u32 << (retry.saturating_sub(1)).min(16));
-    let base = base.min(MAX_BACKOFF);
-    // Up to 25% jitter, so that several clients do not retry in lockstep.
-    let jitter = rand::random::<f64>() * 0.25;
-    base.mul_f64(1.0 + jitter)
+/// The backoff between tries: exponential with jitter, so that several clients do not retry
+/// in lockstep; `max_retries` retries after the first try.
+fn backoff(max_retries: u32) -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(FIRST_BACKOFF)
+        .with_factor(2.0)
+        .with_max_delay(MAX_BACKOFF)
+        .with_max_times(max_retries as usize)
+        .with_jitter()
+}
+
+/// Parses a `Retry-After` value: delay-seconds, or an HTTP date (RFC 9110 section 10.2.3),
+/// which is turned into the time left from `now` (zero when it is past).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The error and every cause, e.g. "error sending request: connection refused".
@@ -239,22 +178,91 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// How one try ended, when it did not give a final response.
+enum Attempt {
+    /// 429 or 5xx: retried.
+    Status(Reply),
+    /// No response (connection refused or reset, timeout): retried.
+    Connect(reqwest::Error),
+    /// Not worth another try.
+    Fatal(CliError),
+}
+
+/// The rank of a credential's source: flags and `INTAKE_*` (0) before `GONG_*` (1) before
+/// the config file (2); lower wins.
+fn rank(source: Source) -> u8 {
+    match source {
+        Source::Flag | Source::Env => 0,
+        Source::FallbackEnv => 1,
+        _ => 2,
+    }
+}
+
+/// The first credentials a local server wrote into its data dir.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InitialCredentials {
+    url: String,
+    access_key: String,
+    access_key_secret: String,
+}
+
+impl ConnArgs {
+    /// Resolves the settings: flag > `INTAKE_*` environment > `GONG_*` environment > config
+    /// file > default. When none of url, key, secret or token is given anywhere, they are
+    /// taken from `initial-credentials.json` in the data dir, when it is there (said once on
+    /// stderr).
+    pub fn resolve(&mut self, matches: &ArgMatches) -> Result<(), CliError> {
+        let config = self.config.clone().or_else(default_config_path);
+        let (mut settings, mut sources) = Layered::new(&self.settings, matches)
+            .env_fallback("url", "GONG_BASE_URL")
+            .env_fallback("access_key", "GONG_ACCESS_KEY")
+            .env_fallback("access_key_secret", "GONG_ACCESS_KEY_SECRET")
+            .file_at(config.as_deref(), &keys_of::<ConnSettings>())?
+            .finish_with_sources()?;
+        let unset = |key: &str| sources.get(key).is_none_or(|s| *s == Source::Unset);
+        if ["url", "access_key", "access_key_secret", "token"]
+            .iter()
+            .all(|k| unset(k))
+        {
+            let data_dir = if self.data_dir.as_os_str().is_empty() {
+                default_data_dir()
+            } else {
+                self.data_dir.clone()
+            };
+            let path = data_dir.join("initial-credentials.json");
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let found: InitialCredentials = serde_json::from_str(&text)
+                    .map_err(|e| CliError::Usage(format!("invalid {}: {e}", path.display())))?;
+                eprintln!(
+                    "note: no server or credentials given: using {} with the access key in {}",
+                    found.url,
+                    path.display()
+                );
+                settings.url = Some(found.url);
+                settings.access_key = Some(found.access_key);
+                settings.access_key_secret = Some(found.access_key_secret);
+                for key in ["url", "access_key", "access_key_secret"] {
+                    sources.insert(key.to_string(), Source::File);
+                }
+            }
+        }
+        self.settings = settings;
+        self.sources = sources;
+        Ok(())
+    }
+}
+
 impl Api {
-    /// Resolves the connection settings: flag > INTAKE_* environment > GONG_* environment >
-    /// config file.
+    /// The connection `args` name, once `ConnArgs::resolve` has laid their layers.
     pub fn from_args(args: &ConnArgs) -> Result<Api, CliError> {
-        let file = read_config(args.config.as_deref())?;
-        let url = args
-            .url
-            .clone()
-            .or_else(|| env_nonempty("GONG_BASE_URL"))
-            .or(file.url)
-            .ok_or_else(|| {
-                CliError::Usage(
-                    "no server URL: give --url, set INTAKE_URL or put url in the config file"
-                        .into(),
-                )
-            })?;
+        let settings = &args.settings;
+        let source = |key: &str| args.sources.get(key).copied().unwrap_or(Source::Unset);
+        let url = settings.url.clone().ok_or_else(|| {
+            CliError::Usage(
+                "no server URL: give --url, set INTAKE_URL or put url in the config file".into(),
+            )
+        })?;
         let url = url.trim().trim_end_matches('/').to_string();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(CliError::Usage(format!(
@@ -263,22 +271,11 @@ impl Api {
         }
 
         // Each credential with the rank of where it came from (lower wins).
-        let ranked = |flag: &Option<String>, gong: Option<&str>, file: &Option<String>| {
-            if let Some(v) = flag.clone().filter(|v| !v.is_empty()) {
-                Some((0, v))
-            } else if let Some(v) = gong.and_then(env_nonempty) {
-                Some((1, v))
-            } else {
-                file.clone().filter(|v| !v.is_empty()).map(|v| (2, v))
-            }
-        };
-        let key = ranked(&args.access_key, Some("GONG_ACCESS_KEY"), &file.access_key);
-        let secret = ranked(
-            &args.access_key_secret,
-            Some("GONG_ACCESS_KEY_SECRET"),
-            &file.access_key_secret,
-        );
-        let token = ranked(&args.token, None, &file.token);
+        let ranked =
+            |key: &str, value: &Option<String>| value.clone().map(|v| (rank(source(key)), v));
+        let key = ranked("access_key", &settings.access_key);
+        let secret = ranked("access_key_secret", &settings.access_key_secret);
+        let token = ranked("token", &settings.token);
         let basic = match (key, secret) {
             (Some((rk, key)), Some((rs, secret))) => Some((rk.min(rs), key, secret)),
             (Some(_), None) => {
@@ -311,10 +308,6 @@ impl Api {
                 ))
             }
         };
-        let max_retries = args
-            .max_retries
-            .or(file.max_retries)
-            .unwrap_or(DEFAULT_MAX_RETRIES);
         let http = reqwest::Client::builder()
             .user_agent(concat!("intake-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
@@ -325,8 +318,8 @@ impl Api {
             http,
             base: url,
             auth,
-            max_retries,
-            integration_id: args.integration_id.or(file.integration_id),
+            max_retries: settings.max_retries,
+            integration_id: settings.integration_id,
             json: args.json,
         })
     }
@@ -355,64 +348,67 @@ impl Api {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<reqwest::RequestBuilder, CliError>>,
     {
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let retries_left = attempt <= self.max_retries;
-            let builder = make().await?;
-            let outcome = match builder.send().await {
-                Ok(response) => read_reply(response).await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(reply) => {
-                    let retryable = reply.status == 429 || reply.status >= 500;
-                    if !retryable || !retries_left {
-                        return Ok(Sent {
-                            reply,
-                            attempts: attempt,
-                        });
+        let tries = AtomicU32::new(0);
+        let outcome = (|| {
+            tries.fetch_add(1, Ordering::Relaxed);
+            let request = make();
+            async move {
+                let builder = request.await.map_err(Attempt::Fatal)?;
+                let reply = match builder.send().await {
+                    Ok(response) => read_reply(response).await,
+                    Err(e) => Err(e),
+                };
+                match reply {
+                    Ok(reply) if reply.status == 429 || reply.status >= 500 => {
+                        Err(Attempt::Status(reply))
                     }
-                    let delay = match (reply.status, reply.retry_after) {
-                        (429, Some(after)) if after > MAX_RETRY_AFTER => {
-                            return Ok(Sent {
-                                reply,
-                                attempts: attempt,
-                            })
-                        }
-                        (429, Some(after)) => Duration::from_secs(after),
-                        _ => backoff(attempt),
-                    };
-                    let reason = reply.errors().into_iter().next().unwrap_or_default();
-                    eprintln!(
-                        "warning: {what}: HTTP {} ({reason}); retrying in {:.1} s (retry {attempt} of {})",
-                        reply.status,
-                        delay.as_secs_f64(),
-                        self.max_retries
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => {
-                    if e.is_builder() || e.is_redirect() {
-                        return Err(CliError::Failed(format!("{what}: {}", error_chain(&e))));
-                    }
-                    if !retries_left {
-                        return Err(CliError::Unreachable(format!(
-                            "{what}: {} ({} tries)",
-                            error_chain(&e),
-                            attempt
-                        )));
-                    }
-                    let delay = backoff(attempt);
-                    eprintln!(
-                        "warning: {what}: {}; retrying in {:.1} s (retry {attempt} of {})",
-                        error_chain(&e),
-                        delay.as_secs_f64(),
-                        self.max_retries
-                    );
-                    tokio::time::sleep(delay).await;
+                    Ok(reply) => Ok(reply),
+                    Err(e) if e.is_builder() || e.is_redirect() => Err(Attempt::Fatal(
+                        CliError::Failed(format!("{what}: {}", error_chain(&e))),
+                    )),
+                    Err(e) => Err(Attempt::Connect(e)),
                 }
             }
+        })
+        .retry(backoff(self.max_retries))
+        .when(|attempt| match attempt {
+            Attempt::Fatal(_) => false,
+            // Longer than we would wait: report the 429 instead.
+            Attempt::Status(reply) => {
+                reply.status != 429 || reply.retry_after.is_none_or(|d| d <= MAX_RETRY_AFTER)
+            }
+            Attempt::Connect(_) => true,
+        })
+        .adjust(|attempt, next| match (attempt, next) {
+            (Attempt::Status(reply), Some(_)) if reply.status == 429 => reply.retry_after.or(next),
+            _ => next,
+        })
+        .notify(|attempt, delay| {
+            let retry = tries.load(Ordering::Relaxed);
+            let reason = match attempt {
+                Attempt::Status(reply) => format!(
+                    "HTTP {} ({})",
+                    reply.status,
+                    reply.errors().into_iter().next().unwrap_or_default()
+                ),
+                Attempt::Connect(e) => error_chain(e),
+                Attempt::Fatal(_) => return,
+            };
+            eprintln!(
+                "warning: {what}: {reason}; retrying in {:.1} s (retry {retry} of {})",
+                delay.as_secs_f64(),
+                self.max_retries
+            );
+        })
+        .await;
+        let attempts = tries.load(Ordering::Relaxed);
+        match outcome {
+            Ok(reply) | Err(Attempt::Status(reply)) => Ok(Sent { reply, attempts }),
+            Err(Attempt::Connect(e)) => Err(CliError::Unreachable(format!(
+                "{what}: {} ({attempts} tries)",
+                error_chain(&e)
+            ))),
+            Err(Attempt::Fatal(e)) => Err(e),
         }
     }
 
@@ -492,7 +488,7 @@ async fn read_reply(response: reqwest::Response) -> Result<Reply, reqwest::Error
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
     let text = response.text().await?;
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Ok(Reply {
@@ -522,9 +518,43 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) >= FIRST_BACKOFF && backoff(1) <= FIRST_BACKOFF.mul_f64(1.25));
-        assert!(backoff(2) >= FIRST_BACKOFF * 2);
-        assert!(backoff(40) <= MAX_BACKOFF.mul_f64(1.25));
+        use backon::BackoffBuilder;
+        let delays: Vec<Duration> = backoff(40).build().collect();
+        assert_eq!(delays.len(), 40);
+        assert!(delays[0] >= FIRST_BACKOFF && delays[0] <= FIRST_BACKOFF * 2);
+        assert!(delays[1] >= FIRST_BACKOFF * 2);
+        assert!(delays.iter().all(|d| *d <= MAX_BACKOFF * 2));
+        assert_eq!(backoff(0).build().next(), None);
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // The obsolete forms HTTP still allows.
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun Nov  6 08:49:38 1994", now),
+            Some(Duration::from_secs(1))
+        );
+        // A date in the past: no wait.
+        assert_eq!(
+            parse_retry_after("Sat, 05 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{ArgMatches, Args, Subcommand};
 use intake_model::ObjectType;
 use serde_json::{json, Value};
 
@@ -15,7 +15,8 @@ mod conn;
 mod offline;
 mod upload;
 
-use conn::{enc, ok, Api, CliError, ConnArgs, Reply};
+use conn::{enc, ok, Api, CliError, ConnArgs};
+pub use conn::{error_chain, Reply};
 
 pub(crate) const EXIT_CODES: &str = "Exit codes: 0 success, 1 the request failed or lines \
 failed, 2 usage error, 3 could not connect or authenticate.";
@@ -130,19 +131,33 @@ pub(crate) fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
-pub async fn run(command: ClientCommand) -> u8 {
-    let json = match &command {
-        ClientCommand::Upload(a) => a.conn.json,
-        ClientCommand::Status(a) => a.conn.json,
-        ClientCommand::Get(a) => a.conn.json,
-        ClientCommand::Schema(SchemaCommand::List { conn, .. })
-        | ClientCommand::Schema(SchemaCommand::Upload { conn, .. })
-        | ClientCommand::Integration(IntegrationCommand::Register { conn, .. })
-        | ClientCommand::Integration(IntegrationCommand::Get { conn })
-        | ClientCommand::Integration(IntegrationCommand::Delete { conn, .. }) => conn.json,
+impl ClientCommand {
+    /// The connection options of a command that talks to a server.
+    fn conn_mut(&mut self) -> Option<&mut ConnArgs> {
+        match self {
+            ClientCommand::Upload(a) => Some(&mut a.conn),
+            ClientCommand::Status(a) => Some(&mut a.conn),
+            ClientCommand::Get(a) => Some(&mut a.conn),
+            ClientCommand::Schema(SchemaCommand::List { conn, .. })
+            | ClientCommand::Schema(SchemaCommand::Upload { conn, .. })
+            | ClientCommand::Integration(IntegrationCommand::Register { conn, .. })
+            | ClientCommand::Integration(IntegrationCommand::Get { conn })
+            | ClientCommand::Integration(IntegrationCommand::Delete { conn, .. }) => Some(conn),
+            ClientCommand::Validate(_) | ClientCommand::Gen(_) => None,
+        }
+    }
+}
+
+pub async fn run(mut command: ClientCommand, matches: &ArgMatches) -> u8 {
+    let json = match &mut command {
         ClientCommand::Validate(a) => a.json,
-        ClientCommand::Gen(_) => false,
+        other => other.conn_mut().is_some_and(|c| c.json),
     };
+    if let Some(conn) = command.conn_mut() {
+        if let Err(err) = conn.resolve(matches) {
+            return err.report(json);
+        }
+    }
     let result = match command {
         ClientCommand::Upload(args) => upload::upload(args).await,
         ClientCommand::Status(args) => upload::status(args).await,
@@ -177,7 +192,7 @@ pub async fn run(command: ClientCommand) -> u8 {
 
 /// Prints a JSON document on one line.
 pub(crate) fn print_json(value: &Value) {
-    println!("{value}");
+    crate::output::println(value);
 }
 
 async fn get(args: GetArgs) -> Result<u8, CliError> {
@@ -210,12 +225,12 @@ async fn get(args: GetArgs) -> Result<u8, CliError> {
             continue;
         }
         match merged.get(id) {
-            Some(Value::Null) | None => println!("{id}: not found (unknown or deleted)"),
+            Some(Value::Null) | None => crate::outln!("{id}: not found (unknown or deleted)"),
             Some(object) => {
                 let pretty = serde_json::to_string_pretty(object).unwrap_or_default();
-                println!("{id}:");
+                crate::outln!("{id}:");
                 for line in pretty.lines() {
-                    println!("  {line}");
+                    crate::outln!("  {line}");
                 }
             }
         }
@@ -245,7 +260,7 @@ async fn schema_list(object_type: Option<ObjectType>, conn: ConnArgs) -> Result<
             let mut keys: Vec<String> = map.keys().cloned().collect();
             keys.sort_by_key(|k| ObjectType::parse(k).map(|t| t.code()).unwrap_or(i16::MAX));
             if keys.is_empty() {
-                println!("No custom fields.");
+                crate::outln!("No custom fields.");
             }
             keys
         }
@@ -257,10 +272,10 @@ async fn schema_list(object_type: Option<ObjectType>, conn: ConnArgs) -> Result<
             .cloned()
             .unwrap_or_default();
         if fields.is_empty() {
-            println!("{t}: no custom fields");
+            crate::outln!("{t}: no custom fields");
             continue;
         }
-        println!(
+        crate::outln!(
             "{t} ({} field{})",
             fields.len(),
             if fields.len() == 1 { "" } else { "s" }
@@ -296,7 +311,7 @@ async fn schema_list(object_type: Option<ObjectType>, conn: ConnArgs) -> Result<
         let w2 = rows.iter().map(|r| r[2].chars().count()).max().unwrap_or(0);
         for [a, b, c, d] in rows {
             let line = format!("  {a:w0$}  {b:w1$}  {c:w2$}  {d}");
-            println!("{}", line.trim_end());
+            crate::outln!("{}", line.trim_end());
         }
     }
     Ok(crate::exit::OK)
@@ -339,7 +354,7 @@ async fn schema_upload(
             }
             _ => (0, 0),
         };
-        println!(
+        crate::outln!(
             "Schema of {} replaced: {} field{} defined{}.",
             object_type.as_str(),
             count - deleted,
@@ -388,7 +403,7 @@ async fn register(name: String, owner_email: String, conn: ConnArgs) -> Result<u
     if api.json {
         print_json(&reply.body);
     } else {
-        println!(
+        crate::outln!(
             "Registered integration {} ({name}, owner {owner_email}).",
             reply.body["integrationId"]
         );
@@ -410,10 +425,10 @@ async fn integration_get(conn: ConnArgs) -> Result<u8, CliError> {
         .cloned()
         .unwrap_or_default();
     if list.is_empty() {
-        println!("No integration registered.");
+        crate::outln!("No integration registered.");
     }
     for i in list {
-        println!(
+        crate::outln!(
             "Integration {}: {} (owner {})",
             i["integrationId"],
             i["name"].as_str().unwrap_or(""),
@@ -441,13 +456,15 @@ async fn integration_delete(
         if api.json {
             print_json(&reply.body);
         } else {
-            println!("Deleting integration {integration} (clientRequestId {crid}).");
-            println!("Follow it with: intake status {crid} --integration-id {integration} --wait");
+            crate::outln!("Deleting integration {integration} (clientRequestId {crid}).");
+            crate::outln!(
+                "Follow it with: intake status {crid} --integration-id {integration} --wait"
+            );
         }
         return Ok(crate::exit::OK);
     }
     if !api.json {
-        println!("Deleting integration {integration} (clientRequestId {crid})...");
+        crate::outln!("Deleting integration {integration} (clientRequestId {crid})...");
     }
     let status = upload::wait_for(&api, integration, &crid, None).await?;
     upload::print_status(&api, &crid, &status, None);

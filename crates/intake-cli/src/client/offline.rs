@@ -94,7 +94,7 @@ pub async fn validate(args: ValidateArgs) -> Result<u8, CliError> {
         Ok(report) => {
             if !json {
                 let plural = |n: u64| if n == 1 { "line" } else { "lines" };
-                println!(
+                crate::outln!(
                     "{name}: {} {} valid, {} {} failed",
                     report.success_count,
                     plural(report.success_count),

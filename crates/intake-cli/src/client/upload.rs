@@ -287,18 +287,18 @@ async fn upload_one(
         if api.json {
             print_json(&reply.body);
         } else {
-            println!(
+            crate::outln!(
                 "Uploaded {} ({}) as {}: clientRequestId {crid}",
                 file.display(),
                 indicatif::HumanBytes(size),
                 ty.as_str()
             );
-            println!("Follow it with: intake status {crid} --wait");
+            crate::outln!("Follow it with: intake status {crid} --wait");
         }
         return Ok(exit::OK);
     }
     if !api.json {
-        println!(
+        crate::outln!(
             "Uploaded {} ({}) as {}: clientRequestId {crid}",
             file.display(),
             indicatif::HumanBytes(size),
@@ -370,13 +370,13 @@ pub fn print_status(api: &Api, crid: &str, status: &Reply, file: Option<(&Path, 
     let successes = b["totalSuccessCount"].as_u64().unwrap_or(0);
     let failures = b["totalErrorCount"].as_u64().unwrap_or(0);
     let plural = |n: u64| if n == 1 { "line" } else { "lines" };
-    println!(
+    crate::outln!(
         "Request {crid}: {state}: {successes} {} succeeded, {failures} failed",
         plural(successes)
     );
     let errors = b["errors"].as_array().cloned().unwrap_or_default();
     for e in &errors {
-        println!(
+        crate::outln!(
             "  line {}: {}",
             e["line"],
             e["description"]
@@ -395,7 +395,7 @@ pub fn print_status(api: &Api, crid: &str, status: &Reply, file: Option<(&Path, 
             ),
             None => "; see them all with: intake validate FILE --type TYPE".into(),
         };
-        println!("  ... and {unlisted} more not listed by the server{hint}");
+        crate::outln!("  ... and {unlisted} more not listed by the server{hint}");
     }
 }
 

@@ -958,6 +958,33 @@ async fn retry_429_honours_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_429_honours_retry_after_as_an_http_date() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two seconds ahead, in whole seconds: the client waits between one and two.
+    let at = std::time::SystemTime::now() + Duration::from_secs(2);
+    let date: &'static str = Box::leak(httpdate::fmt_http_date(at).into_boxed_str());
+    let scripted = Scripted::start(vec![
+        Step::Reply(
+            429,
+            vec![("Retry-After", date)],
+            r#"{"requestId":"r1","errors":["Too many requests"]}"#,
+        ),
+        Step::Reply(201, vec![], ACCEPTED),
+    ])
+    .await;
+    let out = scripted_upload(&scripted, dir.path(), &["--json"]).await;
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let seen = scripted.seen();
+    assert_eq!(seen.len(), 2);
+    assert_same_upload_twice(&seen);
+    let waited = seen[1].at - seen[0].at;
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "waited {waited:?} for {date}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_500_then_success() {
     let dir = tempfile::tempdir().unwrap();
     let scripted = Scripted::start(vec![

@@ -3,5 +3,7 @@
 mod api;
 mod cli;
 mod cluster;
+mod hardening;
 mod harness;
+mod settings;
 mod tiers;
