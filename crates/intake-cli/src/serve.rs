@@ -72,6 +72,14 @@ pub struct ServeSettings {
     /// stops working after at most this long); 0 looks up every call
     #[arg(long, env = "INTAKE_AUTH_CACHE_SECONDS", default_value_t = 5)]
     pub auth_cache_seconds: u64,
+    /// Calls per second per company to Intake's own API (/intake/v1), counted apart from
+    /// the Gong-compatible limits; 0 switches the limit off
+    #[arg(
+        long,
+        env = "INTAKE_INTAKE_RATE_LIMIT_PER_SECOND",
+        default_value_t = 100
+    )]
+    pub intake_rate_limit_per_second: u32,
 }
 
 /// The keys of the server's config file: the data options and the serve settings. `admin`
@@ -233,6 +241,10 @@ async fn serve(args: ServeArgs, matches: &ArgMatches) -> Result<(), CliError> {
         rate_limits: RateLimits {
             per_second: settings.rate_limit_per_second,
             per_day: settings.rate_limit_per_day,
+        },
+        intake_rate_limits: RateLimits {
+            per_second: settings.intake_rate_limit_per_second,
+            per_day: 0,
         },
     };
     let worker = WorkerConfig {

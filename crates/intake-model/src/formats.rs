@@ -113,6 +113,27 @@ pub fn escape_controls(text: String) -> String {
     out
 }
 
+/// A timestamp as Intake writes it: ISO-8601 UTC with milliseconds,
+/// `2024-05-01T10:00:00.000Z`.
+pub fn format_timestamp(unix_secs: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    OffsetDateTime::from_unix_timestamp(unix_secs)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+/// A timestamp as Intake reads it (`asOf`, `since`, ...): an ISO-8601 datetime with `Z` or
+/// `±HH:MM`, fractional seconds allowed (RFC 3339). Returns whole unix seconds, rounded
+/// down: versions carry whole seconds, so "at most T" keeps the same versions.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp)
+}
+
 /// Parses a strict `YYYY-MM-DD` calendar date.
 pub fn parse_date(s: &str) -> Option<Date> {
     if s.len() != 10 {
@@ -260,6 +281,23 @@ pub fn is_http_url(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_written_and_read() {
+        assert_eq!(format_timestamp(1_714_557_600), "2024-05-01T10:00:00.000Z");
+        assert_eq!(
+            parse_timestamp("2024-05-01T10:00:00.000Z"),
+            Some(1_714_557_600)
+        );
+        assert_eq!(
+            parse_timestamp("2024-05-01T12:00:00.999+02:00"),
+            Some(1_714_557_600)
+        );
+        assert_eq!(parse_timestamp("2024-05-01T10:00:00Z"), Some(1_714_557_600));
+        for bad in ["2024-05-01", "yesterday", "2024-05-01T10:00Z", ""] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped_in_texts() {

@@ -14,7 +14,8 @@ mod types;
 pub mod wire;
 
 pub use formats::{
-    is_domain, is_email, is_http_url, is_object_id, parse_date, parse_datetime, MAX_OBJECT_ID_LEN,
+    format_timestamp, is_domain, is_email, is_http_url, is_object_id, parse_date, parse_datetime,
+    parse_timestamp, MAX_OBJECT_ID_LEN,
 };
 pub use reader::{FileValidator, LineOutcome, MAX_LINE_BYTES};
 pub use record::{validate_record, ValidRecord};

@@ -1,4 +1,5 @@
-//! The wire contract of `/v2/crm/...`: the request and response bodies of every operation,
+//! The wire contract of `/v2/crm/...` (and, in [`intake`], of `/intake/v1/...`): the request
+//! and response bodies of every operation,
 //! and the scopes of bearer tokens. The server serializes these, clients and tests
 //! deserialize them.
 //!
@@ -16,6 +17,8 @@ use serde_json::value::RawValue;
 use crate::types::reference_to;
 use crate::{FieldDef, FieldType, ObjectType};
 
+pub mod intake;
+
 /// What a bearer token may do; an access key may do everything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
@@ -31,17 +34,23 @@ pub enum Scope {
     IntegrationDelete,
     /// Upload and list custom-field schemas.
     CrmSchema,
+    /// Every GET of `/intake/v1` and both association calls.
+    IntakeRead,
+    /// The writes of `/intake/v1`: cancel, webhooks, settings.
+    IntakeWrite,
 }
 
 impl Scope {
     /// Every scope with its wire name: the one table both directions read.
-    pub const TABLE: [(Scope, &'static str); 6] = [
+    pub const TABLE: [(Scope, &'static str); 8] = [
         (Scope::CrmUpload, "api:crm:upload"),
         (Scope::CrmGetObjects, "api:crm:get-objects"),
         (Scope::IntegrationRegister, "api:crm:integration:register"),
         (Scope::IntegrationsRead, "api:crm:integrations:read"),
         (Scope::IntegrationDelete, "api:crm:integration:delete"),
         (Scope::CrmSchema, "api:crm:schema"),
+        (Scope::IntakeRead, "intake:read"),
+        (Scope::IntakeWrite, "intake:write"),
     ];
 
     pub fn as_str(self) -> &'static str {

@@ -76,6 +76,21 @@ pub enum ApiError {
     RateLimited {
         retry_after: u64,
     },
+    // Intake's own API (`/intake/v1`).
+    /// No `integrationId` was given and the company has no active integration.
+    NoActiveIntegration,
+    /// `integrationId` names no integration of the company (another company's included).
+    IntakeUnknownIntegration,
+    /// A query or path parameter with a value it cannot take.
+    InvalidParameter {
+        name: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+    /// A cursor that this listing did not write (garbled, or of other filters).
+    InvalidCursor,
+    /// The record never existed in the integration.
+    RecordNotFound,
     // 5xx: ours.
     Busy,
     /// No storage space left (the database's disk or the spool's).
@@ -182,6 +197,23 @@ impl ApiError {
             RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "API request limit exceeded".into(),
+            ),
+            NoActiveIntegration => (StatusCode::NOT_FOUND, "No active integration".into()),
+            IntakeUnknownIntegration => (StatusCode::NOT_FOUND, "Unknown integrationId".into()),
+            InvalidParameter {
+                name,
+                expected,
+                got,
+            } => (bad, format!("Parameter [{name}] must be {expected}, got [{got}]")),
+            InvalidCursor => (
+                bad,
+                "Parameter [cursor] is not a cursor of this listing: start again without it, \
+                 with the same filters"
+                    .into(),
+            ),
+            RecordNotFound => (
+                StatusCode::NOT_FOUND,
+                "No such record in this integration".into(),
             ),
             Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,

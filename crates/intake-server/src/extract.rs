@@ -39,36 +39,71 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::MissingAuthorization)?;
-        let cache_key = AuthCache::key(header);
-        let principal = match state.auth_cache.get(&cache_key) {
-            Some(principal) => principal,
-            None => {
-                let principal = verify(state, header)
-                    .await?
-                    .ok_or(ApiError::InvalidCredentials)?;
-                state.auth_cache.put(cache_key, principal.clone());
-                principal
-            }
-        };
-        if let RateDecision::Limited { retry_after_secs } = state
-            .store
-            .hit_rate_limit(
-                principal.company_id,
-                state.rate_limits,
-                intake_store::now_unix_ms(),
-            )
-            .await?
-        {
-            return Err(ApiError::RateLimited {
-                retry_after: retry_after_secs,
-            });
-        }
+        let principal = authenticate(parts, state).await?;
+        count_call(state, principal.company_id, state.rate_limits).await?;
         Ok(Caller(principal))
+    }
+}
+
+/// A caller of Intake's own API (`/intake/v1`): authenticated as [`Caller`] is, and counted
+/// against that API's own per-company limit instead of the Gong-compatible ones.
+pub struct IntakeCaller(pub Caller);
+
+impl IntakeCaller {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        self.0.require(scope)
+    }
+
+    pub fn company(&self) -> i64 {
+        self.0.company()
+    }
+}
+
+impl FromRequestParts<AppState> for IntakeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = authenticate(parts, state).await?;
+        // The intake API's windows are kept under the negated company id (ids are
+        // positive), so both limits count apart on either backend, across instances too.
+        count_call(state, -principal.company_id, state.intake_rate_limits).await?;
+        Ok(IntakeCaller(Caller(principal)))
+    }
+}
+
+/// Who the Authorization header names, from the cache or the store.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::MissingAuthorization)?;
+    let cache_key = AuthCache::key(header);
+    if let Some(principal) = state.auth_cache.get(&cache_key) {
+        return Ok(principal);
+    }
+    let principal = verify(state, header)
+        .await?
+        .ok_or(ApiError::InvalidCredentials)?;
+    state.auth_cache.put(cache_key, principal.clone());
+    Ok(principal)
+}
+
+/// Counts one call in `bucket`'s windows; 429 when it is over `limits`.
+async fn count_call(
+    state: &AppState,
+    bucket: i64,
+    limits: intake_store::RateLimits,
+) -> Result<(), ApiError> {
+    match state
+        .store
+        .hit_rate_limit(bucket, limits, intake_store::now_unix_ms())
+        .await?
+    {
+        RateDecision::Limited { retry_after_secs } => Err(ApiError::RateLimited {
+            retry_after: retry_after_secs,
+        }),
+        RateDecision::Allowed => Ok(()),
     }
 }
 

@@ -37,6 +37,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub spool: Spool,
     pub rate_limits: RateLimits,
+    /// The per-company limit of `/intake/v1` (its own windows; no daily limit).
+    pub intake_rate_limits: RateLimits,
     pub auth_cache: Arc<auth_cache::AuthCache>,
 }
 
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(envelope::middleware));
     Router::new()
         .nest("/v2/crm", routes::gong::router())
+        .nest("/intake/v1", routes::intake::router())
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

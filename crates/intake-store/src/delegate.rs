@@ -1,8 +1,9 @@
 //! The map from each [`Store`](crate::Store) method to the concern that answers it,
 //! written once for both backends. A backend is a module with one submodule per concern —
 //! `admin` (companies, keys, tokens), `rates`, `integrations` (with their schemas),
-//! `queue` (requests, claims, leases, batches, reports, the new-work signal) and `records`
-//! (reads and upkeep of the stored versions) — each with a function per method, taking the
+//! `queue` (requests, claims, leases, batches, reports, the new-work signal), `records`
+//! (reads and upkeep of the stored versions) and `history` (records as of a time, and
+//! where their versions came from) — each with a function per method, taking the
 //! store first. `impl_store!(Type, "name")` in the backend's `mod.rs` is its whole
 //! `impl Store`.
 
@@ -202,6 +203,23 @@ macro_rules! impl_store {
                 object_id: &str,
             ) -> $crate::Result<Vec<$crate::Version>> {
                 records::versions(self, integration, object_type, object_id).await
+            }
+            async fn records_after(
+                &self,
+                integration: $crate::IntegrationId,
+                object_type: intake_model::ObjectType,
+                after: &str,
+                count: usize,
+                as_of: i64,
+            ) -> $crate::Result<Vec<(String, Option<$crate::RecordState>)>> {
+                history::records_after(self, integration, object_type, after, count, as_of).await
+            }
+            async fn request_origins(
+                &self,
+                seqs: &[$crate::RequestSeq],
+            ) -> $crate::Result<std::collections::HashMap<$crate::RequestSeq, $crate::RequestOrigin>>
+            {
+                history::request_origins(self, seqs).await
             }
         }
     };

@@ -265,6 +265,23 @@ pub struct Version {
     pub body: String,
 }
 
+/// A record as one of its versions left it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct RecordState {
+    pub modified: i64,
+    pub deleted: bool,
+    pub body: String,
+}
+
+/// The request a version came from.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct RequestOrigin {
+    pub seq: RequestSeq,
+    pub client_request_id: String,
+    /// Unix seconds.
+    pub accepted_at: i64,
+}
+
 /// Lost the lease: another worker has taken the request over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseLost;
@@ -421,6 +438,24 @@ pub trait Store: Send + Sync + 'static {
         object_type: ObjectType,
         object_id: &str,
     ) -> Result<Vec<Version>>;
+
+    // --- history --------------------------------------------------------------------
+    /// The first `count` records of one type whose objectId sorts after `after`, in objectId
+    /// order (byte order), each with its latest version whose modifiedDate is at most
+    /// `as_of` (unix seconds), or `None` when it has no such version (it did not exist then).
+    async fn records_after(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        after: &str,
+        count: usize,
+        as_of: i64,
+    ) -> Result<Vec<(String, Option<RecordState>)>>;
+    /// The `clientRequestId` and acceptance time of each of these requests that exists.
+    async fn request_origins(
+        &self,
+        seqs: &[RequestSeq],
+    ) -> Result<HashMap<RequestSeq, RequestOrigin>>;
 }
 
 /// Opens the store a database URL names: `sqlite://PATH` (created if missing) or

@@ -3,3 +3,4 @@
 //! result to the wire types of [`intake_model::wire`].
 
 pub mod gong;
+pub mod intake;

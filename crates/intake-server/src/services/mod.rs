@@ -3,6 +3,7 @@
 
 pub mod entities;
 pub mod integrations;
+pub mod records;
 pub mod schema;
 pub mod status;
 pub mod upload;

@@ -17,6 +17,7 @@ use crate::Result;
 
 mod admin;
 mod copy;
+mod history;
 mod integrations;
 mod notify;
 mod queue;

@@ -1,0 +1,65 @@
+//! Records as of a time, page by page, and where their versions came from.
+
+use std::collections::HashMap;
+
+use intake_model::ObjectType;
+
+use super::PgStore;
+use crate::{IntegrationId, RecordState, RequestOrigin, RequestSeq, Result};
+
+pub(super) async fn records_after(
+    store: &PgStore,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    after: &str,
+    count: usize,
+    as_of: i64,
+) -> Result<Vec<(String, Option<RecordState>)>> {
+    // The ids by a forward scan of the primary key (object_id is COLLATE "C": byte order),
+    // each one's latest version up to `as_of` by a backward scan of its own keys.
+    let rows: Vec<(String, Option<i64>, Option<bool>, Option<String>)> = sqlx::query_as(
+        "SELECT d.object_id, v.modified, v.deleted, v.body FROM ( \
+             SELECT DISTINCT object_id FROM record_versions \
+             WHERE integration_id = $1 AND object_type = $2 AND object_id > $3 \
+             ORDER BY object_id LIMIT $4 \
+         ) d LEFT JOIN LATERAL ( \
+             SELECT modified, deleted, body FROM record_versions \
+             WHERE integration_id = $1 AND object_type = $2 AND object_id = d.object_id \
+             AND modified <= $5 ORDER BY modified DESC, seq DESC LIMIT 1 \
+         ) v ON true ORDER BY d.object_id",
+    )
+    .bind(integration)
+    .bind(object_type.code())
+    .bind(after)
+    .bind(count as i64)
+    .bind(as_of)
+    .fetch_all(&store.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, modified, deleted, body)| {
+            let state = match (modified, deleted, body) {
+                (Some(modified), Some(deleted), Some(body)) => Some(RecordState {
+                    modified,
+                    deleted,
+                    body,
+                }),
+                _ => None,
+            };
+            (id, state)
+        })
+        .collect())
+}
+
+pub(super) async fn request_origins(
+    store: &PgStore,
+    seqs: &[RequestSeq],
+) -> Result<HashMap<RequestSeq, RequestOrigin>> {
+    let rows: Vec<RequestOrigin> = sqlx::query_as(
+        "SELECT seq, client_request_id, accepted_at FROM requests WHERE seq = ANY($1)",
+    )
+    .bind(seqs)
+    .fetch_all(&store.pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.seq, r)).collect())
+}
