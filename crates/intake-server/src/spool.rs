@@ -1,9 +1,14 @@
 //! The spool: uploaded files wait here, durably, until the worker has processed them.
 //! A file is written as `NAME.part`, fsynced, renamed to `NAME` and the directory fsynced;
 //! only then is the request registered. Leftover `.part` files are from uploads that never
-//! got their 201 and are swept at start.
+//! got their 201.
+//!
+//! Several instances may share one spool, so an instance removes at start only the `.part`
+//! files that are provably abandoned (see [`Spool::open`]): a `.part` file is named
+//! `NAME.HOST-PID.part` after the instance that writes it.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use tokio::fs::File;
@@ -25,12 +30,30 @@ pub struct SpoolWriter {
 }
 
 impl Spool {
+    /// Opens (creates) the spool and removes the `.part` files that no upload can still be
+    /// writing: those of a process of this host that is gone, and any older than
+    /// [`ABANDONED_AFTER`] (another host's, or one without an owner in its name).
     pub async fn open(dir: impl Into<PathBuf>) -> std::io::Result<Spool> {
         let dir = dir.into();
         tokio::fs::create_dir_all(&dir).await?;
+        let host = host_name();
         let mut entries = tokio::fs::read_dir(&dir).await?;
         while let Some(entry) = entries.next_entry().await? {
-            if entry.path().extension().is_some_and(|e| e == "part") {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".part") else {
+                continue;
+            };
+            let owner_gone = part_owner(stem)
+                .is_some_and(|(owner_host, pid)| owner_host == host && !process_alive(pid));
+            let old = entry
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+                .is_some_and(|age| age > ABANDONED_AFTER);
+            if owner_gone || old {
+                tracing::info!(file = %name, "removing an abandoned partial upload");
                 let _ = tokio::fs::remove_file(entry.path()).await;
             }
         }
@@ -43,7 +66,11 @@ impl Spool {
 
     pub async fn create(&self) -> std::io::Result<SpoolWriter> {
         let name = format!("{:032x}.ldjson", rand::thread_rng().gen::<u128>());
-        let part_path = self.dir.join(format!("{name}.part"));
+        let part_path = self.dir.join(format!(
+            "{name}.{}-{}.part",
+            host_name(),
+            std::process::id()
+        ));
         let file = File::create(&part_path).await?;
         Ok(SpoolWriter {
             file: BufWriter::with_capacity(1 << 20, file),
@@ -83,6 +110,40 @@ impl Drop for SpoolWriter {
             let _ = std::fs::remove_file(&self.part_path);
         }
     }
+}
+
+/// A `.part` file older than this is abandoned, whoever wrote it: far longer than any
+/// upload of at most 200 MB takes.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// This host's name, as `.part` files carry it (without dots, which separate the parts of
+/// the file name).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().replace(['.', '/'], "_"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The host and pid in a `.part` file's stem `NAME.ldjson.HOST-PID`.
+fn part_owner(stem: &str) -> Option<(&str, u32)> {
+    let (_, owner) = stem.rsplit_once('.')?;
+    let (host, pid) = owner.rsplit_once('-')?;
+    Some((host, pid.parse().ok()?))
+}
+
+/// Whether another process of this host runs with this pid, as seen at start. Our own pid
+/// is this instance's previous life (in a container the pid is the same each start): we
+/// have written nothing yet. A pid reused by another process counts as alive: its file then
+/// waits for [`ABANDONED_AFTER`].
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    // Without /proc there is no way to tell: assume alive.
+    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {

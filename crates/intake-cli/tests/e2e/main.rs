@@ -3,5 +3,6 @@
 mod api;
 mod cli;
 mod cluster;
+mod hardening;
 mod harness;
 mod tiers;

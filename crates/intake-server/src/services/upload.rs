@@ -54,7 +54,7 @@ pub async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| multer::parse_boundary(v).ok())
-        .ok_or(ApiError::UploadNotMultipart)?;
+        .ok_or(ApiError::UnsupportedMediaType)?;
     let file = receive_data_file(state, body, boundary).await?;
     let spool_file = file.commit().await?;
     let upload = NewUpload {
@@ -137,7 +137,8 @@ fn multipart_error(err: multer::Error, budget: &FramingBudget) -> ApiError {
     }
 }
 
-/// Streams the `dataFile` part to the spool; other parts are read and dropped.
+/// Streams the `dataFile` part to the spool; other parts are read and dropped. A second
+/// `dataFile` part is refused (which of two files was meant cannot be known).
 async fn receive_data_file(
     state: &AppState,
     body: Body,
@@ -166,7 +167,11 @@ async fn receive_data_file(
             break;
         };
         budget.start_data();
-        let is_data_file = field.name() == Some("dataFile") && received.is_none();
+        let is_data_file = field.name() == Some("dataFile");
+        if is_data_file && received.is_some() {
+            // `received` is dropped with the error: its spool file goes with it.
+            return Err(ApiError::DuplicateDataFile);
+        }
         let mut writer = if is_data_file {
             Some(state.spool.create().await?)
         } else {
