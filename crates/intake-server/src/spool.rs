@@ -3,13 +3,16 @@
 //! only then is the request registered. Leftover `.part` files are from uploads that never
 //! got their 201.
 //!
-//! Several instances may share one spool, so an instance removes at start only the `.part`
-//! files that are provably abandoned (see [`Spool::open`]): a `.part` file is named
-//! `NAME.HOST-PID.part` after the instance that writes it.
+//! Several instances may share one spool, so an instance removes at start only the files
+//! that are provably abandoned: `.part` files of a process that is gone or too old (see
+//! [`Spool::open`]), and complete files whose request was never registered, or is finished
+//! (see [`Spool::remove_orphans`]). A spool file is named `RANDOM.COMPANY.CLIENTREQUESTID.ldjson`
+//! after its request, and written as `NAME.HOST-PID.part` after the instance that writes it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use intake_store::{CompanyId, RequestStatus, Store};
 use rand::Rng;
 use tokio::fs::File;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -64,8 +67,17 @@ impl Spool {
         self.dir.join(name)
     }
 
-    pub async fn create(&self) -> std::io::Result<SpoolWriter> {
-        let name = format!("{:032x}.ldjson", rand::thread_rng().gen::<u128>());
+    /// A new file for the upload `client_request_id` (letters, digits, `-`, `_`) of
+    /// `company`.
+    pub async fn create(
+        &self,
+        company: CompanyId,
+        client_request_id: &str,
+    ) -> std::io::Result<SpoolWriter> {
+        let name = format!(
+            "{:032x}.{company}.{client_request_id}.ldjson",
+            rand::thread_rng().gen::<u128>()
+        );
         let part_path = self.dir.join(format!(
             "{name}.{}-{}.part",
             host_name(),
@@ -80,6 +92,48 @@ impl Spool {
             bytes: 0,
             committed: false,
         })
+    }
+
+    /// Removes the complete files older than [`ORPHANED_AFTER`] whose request does not
+    /// exist (a crash between the file's rename and the request's insert) or is finished
+    /// (a crash between its end and the file's removal). Files named without their request
+    /// (by an earlier version) are left alone. Returns how many were removed.
+    pub async fn remove_orphans(&self, store: &dyn Store) -> std::io::Result<usize> {
+        let mut removed = 0;
+        let mut entries = tokio::fs::read_dir(&self.dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((company, client_request_id)) = spool_owner(&name) else {
+                continue;
+            };
+            let old = entry
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+                .is_some_and(|age| age > ORPHANED_AFTER);
+            if !old {
+                continue;
+            }
+            let orphan = match store.request_report(company, client_request_id).await {
+                Ok(None) => true,
+                Ok(Some(report)) => {
+                    matches!(report.status, RequestStatus::Done | RequestStatus::Failed)
+                }
+                Err(err) => {
+                    tracing::warn!(file = %name, "cannot look up the request of a spool file: {err}");
+                    false
+                }
+            };
+            if orphan {
+                tracing::info!(file = %name, "removing a spool file no request waits for");
+                if tokio::fs::remove_file(entry.path()).await.is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     pub async fn remove(&self, name: &str) {
@@ -115,6 +169,21 @@ impl Drop for SpoolWriter {
 /// A `.part` file older than this is abandoned, whoever wrote it: far longer than any
 /// upload of at most 200 MB takes.
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// A complete spool file older than this is looked at by [`Spool::remove_orphans`]: far
+/// longer than the moment between a file's rename and its request's insert.
+pub const ORPHANED_AFTER: Duration = Duration::from_secs(3600);
+
+/// The company and clientRequestId in a complete spool file's name
+/// `RANDOM.COMPANY.CLIENTREQUESTID.ldjson`.
+fn spool_owner(name: &str) -> Option<(CompanyId, &str)> {
+    let mut parts = name.strip_suffix(".ldjson")?.split('.');
+    let (_random, company, client_request_id) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || client_request_id.is_empty() {
+        return None;
+    }
+    Some((company.parse().ok()?, client_request_id))
+}
 
 /// This host's name, as `.part` files carry it (without dots, which separate the parts of
 /// the file name).

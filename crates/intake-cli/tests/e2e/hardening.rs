@@ -516,3 +516,56 @@ async fn spool_cleanup_keeps_other_instances_uploads() {
     server.wait_done(id, "c").await;
     assert_eq!(spool_files(site.path()).len(), 3);
 }
+
+/// A complete spool file whose request was never registered (a crash between the file's
+/// rename and the request's insert), or whose request is finished, is removed at start once
+/// it is old enough; a young one, or one named by an earlier version, stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaned_spool_files_are_removed() {
+    let site = Site::new(Backend::Sqlite).await.unwrap();
+    let mut server = site.start(&[]);
+    let id = server.register().await;
+    assert_eq!(server.upload(id, "CONTACT", "done", LINE).await.status, 201);
+    server.wait_done(id, "done").await;
+    assert!(server.terminate().success());
+    let out = site.intake(&["admin", "company", "list", "--json"]);
+    let companies: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let company = companies[0]["id"].as_i64().unwrap();
+
+    let spool = site.path().join("spool");
+    let never = format!("{:032x}.{company}.never.ldjson", 1);
+    let finished = format!("{:032x}.{company}.done.ldjson", 2);
+    let young = format!("{:032x}.{company}.young.ldjson", 3);
+    let earlier_version = format!("{:032x}.ldjson", 4);
+    for file in [&never, &finished, &young, &earlier_version] {
+        std::fs::write(spool.join(file), LINE).unwrap();
+    }
+    for file in [&never, &finished, &earlier_version] {
+        let touched = std::process::Command::new("touch")
+            .args(["-d", "2 hours ago"])
+            .arg(spool.join(file))
+            .status()
+            .unwrap();
+        assert!(touched.success());
+    }
+
+    let _server = site.start(&[]);
+    let mut expected = vec![young, earlier_version];
+    expected.sort();
+    let started = Instant::now();
+    loop {
+        let mut left: Vec<String> = spool_files(site.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        if left == expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "left in the spool: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -55,7 +55,7 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| multer::parse_boundary(v).ok())
         .ok_or(ApiError::UnsupportedMediaType)?;
-    let file = receive_data_file(state, body, boundary).await?;
+    let file = receive_data_file(state, company, client_request_id, body, boundary).await?;
     let spool_file = file.commit().await?;
     let upload = NewUpload {
         company_id: company,
@@ -141,6 +141,8 @@ fn multipart_error(err: multer::Error, budget: &FramingBudget) -> ApiError {
 /// `dataFile` part is refused (which of two files was meant cannot be known).
 async fn receive_data_file(
     state: &AppState,
+    company: CompanyId,
+    client_request_id: &str,
     body: Body,
     boundary: String,
 ) -> Result<SpoolWriter, ApiError> {
@@ -173,7 +175,7 @@ async fn receive_data_file(
             return Err(ApiError::DuplicateDataFile);
         }
         let mut writer = if is_data_file {
-            Some(state.spool.create().await?)
+            Some(state.spool.create(company, client_request_id).await?)
         } else {
             None
         };
