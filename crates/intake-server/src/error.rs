@@ -287,3 +287,72 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(err: ApiError) -> (u16, String) {
+        let (status, errors) = err.status_and_errors();
+        (status.as_u16(), errors.join("|"))
+    }
+
+    #[test]
+    fn the_table_keeps_the_api_texts() {
+        assert_eq!(
+            text(ApiError::MissingField("name")),
+            (400, "Mandatory field [name] is missing or empty".into())
+        );
+        assert_eq!(
+            text(ApiError::PermissionDenied(Scope::CrmUpload)),
+            (
+                401,
+                "You don't have permission to use 'api:crm:upload' in your app.".into()
+            )
+        );
+        assert_eq!(
+            text(ApiError::ClientRequestIdUsed),
+            (409, "Client request id has already been used".into())
+        );
+        assert_eq!(
+            text(ApiError::UnsupportedMediaType),
+            (415, "Unsupported Media Type".into())
+        );
+        assert_eq!(
+            text(ApiError::InvalidSchema(vec!["a".into(), "b".into()])),
+            (400, "a|b".into())
+        );
+    }
+
+    #[test]
+    fn no_space_left_is_507_with_retry_after() {
+        let err: ApiError = std::io::Error::from(std::io::ErrorKind::StorageFull).into();
+        assert_eq!(err, ApiError::DiskFull);
+        assert_eq!(err.status_and_errors().0, StatusCode::INSUFFICIENT_STORAGE);
+        let response = err.into_response();
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            DISK_FULL_RETRY_AFTER_SECS.to_string()
+        );
+    }
+
+    #[test]
+    fn typed_store_errors_keep_their_meaning() {
+        assert_eq!(
+            ApiError::from(StoreError::UnknownIntegration(7)),
+            ApiError::UnknownIntegration(7)
+        );
+        assert_eq!(
+            ApiError::from(StoreError::IntegrationActive),
+            ApiError::IntegrationActive
+        );
+        assert_eq!(
+            ApiError::from(StoreError::Database(sqlx_pool_timeout())),
+            ApiError::Busy
+        );
+    }
+
+    fn sqlx_pool_timeout() -> sqlx::Error {
+        sqlx::Error::PoolTimedOut
+    }
+}

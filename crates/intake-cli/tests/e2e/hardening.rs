@@ -569,3 +569,47 @@ async fn orphaned_spool_files_are_removed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A lost database connection is transient: the request is resumed, not failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_connections_are_retried_not_failed() {
+    use sqlx::Connection;
+    let Some(site) = Site::new(Backend::Postgres).await else {
+        return;
+    };
+    let server = site.start(&["--batch-lines", "2000"]);
+    let id = server.register().await;
+    let lines = 200_000;
+    let file: String = (0..lines)
+        .map(|i| format!("{{\"objectId\":\"c{i}\",\"modifiedDate\":\"2020-01-01T00:00:00Z\"}}\n"))
+        .collect();
+    assert_eq!(server.upload(id, "CONTACT", "big", file).await.status, 201);
+    let mut admin = sqlx::PgConnection::connect(&site.database).await.unwrap();
+    let started = Instant::now();
+    let mut cut = 0;
+    loop {
+        let reply = server.status(id, "big").await;
+        if reply.status == 200 {
+            let status: RequestStatusReply = reply.parse();
+            if status.status.is_final() {
+                assert_eq!(status.status, RequestState::Done, "{status:?}");
+                assert_eq!(status.total_success_count, lines);
+                assert!(cut > 0, "finished before its connections could be cut");
+                break;
+            }
+            if status.status == RequestState::InProgress && cut < 3 {
+                // Every connection of the server to its database, at once.
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                )
+                .execute(&mut admin)
+                .await
+                .unwrap();
+                cut += 1;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "not finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
