@@ -1,5 +1,11 @@
 //! The error envelope: every error response gets the body `{"errors":[...],"requestId":"..."}`
 //! (`application/json`), with the id of its request.
+//!
+//! Errors made by this server ([`ApiError`]) carry their texts to this layer; any other
+//! 4xx or 5xx that reaches it without a JSON body (a rejection of the framework, a
+//! layer's) is wrapped too, with the status's reason as its text. Errors that hyper answers
+//! itself before a request exists (a malformed request line or Content-Length, headers
+//! past its limit) never reach a layer: those keep hyper's empty bodies.
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
@@ -8,7 +14,7 @@ use axum::response::Response;
 use intake_model::wire::ErrorEnvelope;
 
 use crate::error::ErrorTexts;
-use crate::request_id;
+use crate::{request_id, ApiError};
 
 /// Writes the envelope of an [`ApiError`](crate::ApiError) response, whose texts travel in
 /// the response's extensions.
@@ -17,8 +23,21 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     if let Some(ErrorTexts(errors)) = response.extensions_mut().remove::<ErrorTexts>() {
         set_envelope(&mut response, errors, request_id);
+    } else if (response.status().is_client_error() || response.status().is_server_error())
+        && !is_json(&response)
+    {
+        let (_, errors) = ApiError::Other(response.status()).status_and_errors();
+        set_envelope(&mut response, errors, request_id);
     }
     response
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
 }
 
 fn set_envelope(response: &mut Response, errors: Vec<String>, request_id: String) {
@@ -30,4 +49,41 @@ fn set_envelope(response: &mut Response, errors: Vec<String>, request_id: String
     );
     response.headers_mut().remove(header::CONTENT_LENGTH);
     *response.body_mut() = axum::body::Body::from(body);
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_plain_error_of_the_framework_gets_the_envelope() {
+        let app = Router::new()
+            .route(
+                "/plain",
+                get(|| async {
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Failed to buffer the request body",
+                    )
+                }),
+            )
+            .layer(axum::middleware::from_fn(super::middleware));
+        let response = app
+            .oneshot(Request::get("/plain").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"errors":["Payload Too Large"],"requestId":""}"#
+        );
+    }
 }

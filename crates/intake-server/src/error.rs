@@ -25,6 +25,10 @@ pub enum ApiError {
     MissingField(&'static str),
     /// A body field that must be a string is something else.
     NotAString(&'static str),
+    /// A text input holds a control character (NUL included), which no store keeps.
+    ControlCharacters(&'static str),
+    /// The registration body is JSON but not an object.
+    RegistrationNotAnObject,
     InvalidEmail(String),
     InvalidIntegrationId(String),
     InvalidObjectType {
@@ -47,6 +51,8 @@ pub enum ApiError {
     MissingDataFile,
     EmptyDataFile,
     MalformedMultipart(String),
+    /// More than one `dataFile` part.
+    DuplicateDataFile,
     /// The body could not be read (the client went away, or broke the framing).
     MalformedBody(String),
     // 401: who is calling.
@@ -69,10 +75,11 @@ pub enum ApiError {
     BodyTooLarge {
         limit: usize,
     },
-    /// The upload's body is not multipart/form-data (the phase-1 text, kept until the 415 is
-    /// made exactly Gong's).
-    UploadNotMultipart,
+    /// Gong's exact text, also for an upload whose body is not multipart/form-data.
     UnsupportedMediaType,
+    /// A status this server did not make itself (a layer's or the framework's), wrapped
+    /// in the envelope with the status's reason as its text.
+    Other(StatusCode),
     RateLimited {
         retry_after: u64,
     },
@@ -107,6 +114,14 @@ impl ApiError {
         let (status, text) = match self {
             MissingField(name) => (bad, format!("Mandatory field [{name}] is missing or empty")),
             NotAString(name) => (bad, format!("Field [{name}] must be a string")),
+            ControlCharacters(name) => (
+                bad,
+                format!("Field [{name}] must not contain control characters"),
+            ),
+            RegistrationNotAnObject => (
+                bad,
+                "Request body must be a JSON object with name and ownerEmail".into(),
+            ),
             InvalidEmail(got) => (
                 bad,
                 format!("Field [ownerEmail] must be a valid email address, got [{got}]"),
@@ -143,6 +158,11 @@ impl ApiError {
             MissingDataFile => (bad, "dataFile part is missing".into()),
             EmptyDataFile => (bad, "dataFile is empty".into()),
             MalformedMultipart(why) => (bad, format!("Malformed multipart/form-data body: {why}")),
+            DuplicateDataFile => (
+                bad,
+                "Malformed multipart/form-data body: the dataFile part appears more than once"
+                    .into(),
+            ),
             MalformedBody(why) => (bad, format!("The request body could not be read: {why}")),
             MissingAuthorization => (
                 StatusCode::UNAUTHORIZED,
@@ -185,11 +205,6 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("Request body is larger than the {limit}-byte limit"),
             ),
-            UploadNotMultipart => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Unsupported Media Type: the body must be multipart/form-data with a dataFile part"
-                    .into(),
-            ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Unsupported Media Type".into(),
@@ -226,6 +241,13 @@ impl ApiError {
             Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal server error".into(),
+            ),
+            Other(status) => (
+                *status,
+                status
+                    .canonical_reason()
+                    .unwrap_or("Error")
+                    .to_owned(),
             ),
         };
         (status, vec![text])
@@ -295,5 +317,74 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(err: ApiError) -> (u16, String) {
+        let (status, errors) = err.status_and_errors();
+        (status.as_u16(), errors.join("|"))
+    }
+
+    #[test]
+    fn the_table_keeps_the_api_texts() {
+        assert_eq!(
+            text(ApiError::MissingField("name")),
+            (400, "Mandatory field [name] is missing or empty".into())
+        );
+        assert_eq!(
+            text(ApiError::PermissionDenied(Scope::CrmUpload)),
+            (
+                401,
+                "You don't have permission to use 'api:crm:upload' in your app.".into()
+            )
+        );
+        assert_eq!(
+            text(ApiError::ClientRequestIdUsed),
+            (409, "Client request id has already been used".into())
+        );
+        assert_eq!(
+            text(ApiError::UnsupportedMediaType),
+            (415, "Unsupported Media Type".into())
+        );
+        assert_eq!(
+            text(ApiError::InvalidSchema(vec!["a".into(), "b".into()])),
+            (400, "a|b".into())
+        );
+    }
+
+    #[test]
+    fn no_space_left_is_507_with_retry_after() {
+        let err: ApiError = std::io::Error::from(std::io::ErrorKind::StorageFull).into();
+        assert_eq!(err, ApiError::DiskFull);
+        assert_eq!(err.status_and_errors().0, StatusCode::INSUFFICIENT_STORAGE);
+        let response = err.into_response();
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            DISK_FULL_RETRY_AFTER_SECS.to_string()
+        );
+    }
+
+    #[test]
+    fn typed_store_errors_keep_their_meaning() {
+        assert_eq!(
+            ApiError::from(StoreError::UnknownIntegration(7)),
+            ApiError::UnknownIntegration(7)
+        );
+        assert_eq!(
+            ApiError::from(StoreError::IntegrationActive),
+            ApiError::IntegrationActive
+        );
+        assert_eq!(
+            ApiError::from(StoreError::Database(sqlx_pool_timeout())),
+            ApiError::Busy
+        );
+    }
+
+    fn sqlx_pool_timeout() -> sqlx::Error {
+        sqlx::Error::PoolTimedOut
     }
 }

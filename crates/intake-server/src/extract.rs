@@ -129,6 +129,10 @@ async fn verify(state: &AppState, header: &str) -> Result<Option<Principal>, Api
 
 /// Reads a whole body of at most `limit` bytes (call it after the scope check).
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    // A declared length over the limit is refused before a byte is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
     axum::body::to_bytes(body, limit).await.map_err(|err| {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         while let Some(e) = source {

@@ -81,6 +81,13 @@ pub async fn serve(
     worker_config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // In the background: the first requests need not wait for it.
+    let (store, spool) = (state.store.clone(), state.spool.clone());
+    tokio::spawn(async move {
+        if let Err(err) = spool.remove_orphans(store.as_ref()).await {
+            tracing::warn!("cannot look for orphaned spool files: {err}");
+        }
+    });
     let (stop_worker, worker_stopped) = watch::channel(false);
     let worker = Worker::new(state.store.clone(), state.spool.clone(), worker_config);
     let worker = tokio::spawn(worker.run(worker_stopped));

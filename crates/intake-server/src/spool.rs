@@ -1,10 +1,18 @@
 //! The spool: uploaded files wait here, durably, until the worker has processed them.
 //! A file is written as `NAME.part`, fsynced, renamed to `NAME` and the directory fsynced;
 //! only then is the request registered. Leftover `.part` files are from uploads that never
-//! got their 201 and are swept at start.
+//! got their 201.
+//!
+//! Several instances may share one spool, so an instance removes at start only the files
+//! that are provably abandoned: `.part` files of a process that is gone or too old (see
+//! [`Spool::open`]), and complete files whose request was never registered, or is finished
+//! (see [`Spool::remove_orphans`]). A spool file is named `RANDOM.COMPANY.CLIENTREQUESTID.ldjson`
+//! after its request, and written as `NAME.HOST-PID.part` after the instance that writes it.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use intake_store::{CompanyId, RequestStatus, Store};
 use rand::Rng;
 use tokio::fs::File;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -25,12 +33,30 @@ pub struct SpoolWriter {
 }
 
 impl Spool {
+    /// Opens (creates) the spool and removes the `.part` files that no upload can still be
+    /// writing: those of a process of this host that is gone, and any older than
+    /// [`ABANDONED_AFTER`] (another host's, or one without an owner in its name).
     pub async fn open(dir: impl Into<PathBuf>) -> std::io::Result<Spool> {
         let dir = dir.into();
         tokio::fs::create_dir_all(&dir).await?;
+        let host = host_name();
         let mut entries = tokio::fs::read_dir(&dir).await?;
         while let Some(entry) = entries.next_entry().await? {
-            if entry.path().extension().is_some_and(|e| e == "part") {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".part") else {
+                continue;
+            };
+            let owner_gone = part_owner(stem)
+                .is_some_and(|(owner_host, pid)| owner_host == host && !process_alive(pid));
+            let old = entry
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+                .is_some_and(|age| age > ABANDONED_AFTER);
+            if owner_gone || old {
+                tracing::info!(file = %name, "removing an abandoned partial upload");
                 let _ = tokio::fs::remove_file(entry.path()).await;
             }
         }
@@ -41,9 +67,22 @@ impl Spool {
         self.dir.join(name)
     }
 
-    pub async fn create(&self) -> std::io::Result<SpoolWriter> {
-        let name = format!("{:032x}.ldjson", rand::thread_rng().gen::<u128>());
-        let part_path = self.dir.join(format!("{name}.part"));
+    /// A new file for the upload `client_request_id` (letters, digits, `-`, `_`) of
+    /// `company`.
+    pub async fn create(
+        &self,
+        company: CompanyId,
+        client_request_id: &str,
+    ) -> std::io::Result<SpoolWriter> {
+        let name = format!(
+            "{:032x}.{company}.{client_request_id}.ldjson",
+            rand::thread_rng().gen::<u128>()
+        );
+        let part_path = self.dir.join(format!(
+            "{name}.{}-{}.part",
+            host_name(),
+            std::process::id()
+        ));
         let file = File::create(&part_path).await?;
         Ok(SpoolWriter {
             file: BufWriter::with_capacity(1 << 20, file),
@@ -53,6 +92,48 @@ impl Spool {
             bytes: 0,
             committed: false,
         })
+    }
+
+    /// Removes the complete files older than [`ORPHANED_AFTER`] whose request does not
+    /// exist (a crash between the file's rename and the request's insert) or is finished
+    /// (a crash between its end and the file's removal). Files named without their request
+    /// (by an earlier version) are left alone. Returns how many were removed.
+    pub async fn remove_orphans(&self, store: &dyn Store) -> std::io::Result<usize> {
+        let mut removed = 0;
+        let mut entries = tokio::fs::read_dir(&self.dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((company, client_request_id)) = spool_owner(&name) else {
+                continue;
+            };
+            let old = entry
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+                .is_some_and(|age| age > ORPHANED_AFTER);
+            if !old {
+                continue;
+            }
+            let orphan = match store.request_report(company, client_request_id).await {
+                Ok(None) => true,
+                Ok(Some(report)) => {
+                    matches!(report.status, RequestStatus::Done | RequestStatus::Failed)
+                }
+                Err(err) => {
+                    tracing::warn!(file = %name, "cannot look up the request of a spool file: {err}");
+                    false
+                }
+            };
+            if orphan {
+                tracing::info!(file = %name, "removing a spool file no request waits for");
+                if tokio::fs::remove_file(entry.path()).await.is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     pub async fn remove(&self, name: &str) {
@@ -83,6 +164,55 @@ impl Drop for SpoolWriter {
             let _ = std::fs::remove_file(&self.part_path);
         }
     }
+}
+
+/// A `.part` file older than this is abandoned, whoever wrote it: far longer than any
+/// upload of at most 200 MB takes.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// A complete spool file older than this is looked at by [`Spool::remove_orphans`]: far
+/// longer than the moment between a file's rename and its request's insert.
+pub const ORPHANED_AFTER: Duration = Duration::from_secs(3600);
+
+/// The company and clientRequestId in a complete spool file's name
+/// `RANDOM.COMPANY.CLIENTREQUESTID.ldjson`.
+fn spool_owner(name: &str) -> Option<(CompanyId, &str)> {
+    let mut parts = name.strip_suffix(".ldjson")?.split('.');
+    let (_random, company, client_request_id) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || client_request_id.is_empty() {
+        return None;
+    }
+    Some((company.parse().ok()?, client_request_id))
+}
+
+/// This host's name, as `.part` files carry it (without dots, which separate the parts of
+/// the file name).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().replace(['.', '/'], "_"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The host and pid in a `.part` file's stem `NAME.ldjson.HOST-PID`.
+fn part_owner(stem: &str) -> Option<(&str, u32)> {
+    let (_, owner) = stem.rsplit_once('.')?;
+    let (host, pid) = owner.rsplit_once('-')?;
+    Some((host, pid.parse().ok()?))
+}
+
+/// Whether another process of this host runs with this pid, as seen at start. Our own pid
+/// is this instance's previous life (in a container the pid is the same each start): we
+/// have written nothing yet. A pid reused by another process counts as alive: its file then
+/// waits for [`ABANDONED_AFTER`].
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    // Without /proc there is no way to tell: assume alive.
+    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -5,11 +5,13 @@
 //! last checkpoint with the same result.
 
 use std::io::BufReader;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use intake_model::{FileValidator, LineError, ObjectType, Report, Schema};
-use intake_store::{Batch, ClaimedWork, LeaseLost, RequestStatus, Store, WorkKind};
+use intake_store::{Batch, ClaimedWork, LeaseLost, RequestStatus, Store, StoreError, WorkKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::spool::Spool;
@@ -73,6 +75,87 @@ impl Validator {
 enum Step {
     Batch(Batch),
     Unreadable(String),
+    /// The whole file was read.
+    End,
+}
+
+/// Why a request could not be processed now.
+#[derive(Debug)]
+enum Fault {
+    /// The database is busy, full or out of reach: the same work is tried again, with
+    /// backoff, and resumes from its checkpoint once the fault clears.
+    Transient(String),
+    /// Retrying cannot help (any other store error, a panic): the request ends FAILED with
+    /// the cause as the error of line 0, and the queue moves on.
+    Permanent(String),
+}
+
+impl From<StoreError> for Fault {
+    fn from(err: StoreError) -> Fault {
+        if is_transient(&err) {
+            Fault::Transient(err.to_string())
+        } else {
+            Fault::Permanent(err.to_string())
+        }
+    }
+}
+
+/// Busy, out of space, or the connection lost: a retry may succeed.
+fn is_transient(err: &StoreError) -> bool {
+    if err.is_busy() || err.is_disk_full() {
+        return true;
+    }
+    match err {
+        StoreError::Database(
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed,
+        ) => true,
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            let code = db.code().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite: BUSY and LOCKED, and their extended codes.
+                matches!(code.parse::<i32>(), Ok(c) if c & 0xff == 5 || c & 0xff == 6)
+            } else {
+                // PostgreSQL: connection exceptions (08...), shutdown, too many
+                // connections, serialization failures and deadlocks.
+                code.starts_with("08")
+                    || matches!(
+                        code.as_ref(),
+                        "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                    )
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Waits between tries of work that failed transiently: 1 s, doubling up to 30 s.
+struct Backoff(u32);
+
+impl Backoff {
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn next(&mut self) -> Duration {
+        let wait = Duration::from_secs(1u64 << self.0.min(5)).min(Backoff::MAX);
+        self.0 += 1;
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
 }
 
 enum Outcome {
@@ -100,13 +183,38 @@ impl Worker {
     /// Runs until `shutdown` turns true, then hands back what it holds.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.id, "worker started");
+        let mut backoff = Backoff(0);
         while !*shutdown.borrow() {
             match self.store.claim_work(&self.id, self.config.lease).await {
                 Ok(Some(work)) => {
-                    if let Err(err) = self.process(work, &shutdown).await {
-                        tracing::error!(worker = %self.id, "processing failed, will retry: {err}");
-                        let _ = self.store.release_leases(&self.id).await;
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    let fault = match AssertUnwindSafe(self.process(work.clone(), &shutdown))
+                        .catch_unwind()
+                        .await
+                    {
+                        Ok(Ok(())) => None,
+                        Ok(Err(fault)) => Some(fault),
+                        Err(panic) => Some(Fault::Permanent(format!(
+                            "the server failed while processing it ({})",
+                            panic_message(panic.as_ref())
+                        ))),
+                    };
+                    match fault {
+                        None => backoff.reset(),
+                        Some(Fault::Permanent(cause)) => {
+                            if self.fail(&work, &cause).await {
+                                backoff.reset();
+                            } else {
+                                self.back_off(&mut backoff, &shutdown).await;
+                            }
+                        }
+                        Some(Fault::Transient(cause)) => {
+                            tracing::warn!(
+                                worker = %self.id,
+                                seq = work.seq,
+                                "processing interrupted, will resume: {cause}"
+                            );
+                            self.back_off(&mut backoff, &shutdown).await;
+                        }
                     }
                     while !*shutdown.borrow() && self.maintain(false).await {}
                 }
@@ -121,7 +229,7 @@ impl Worker {
                 }
                 Err(err) => {
                     tracing::error!(worker = %self.id, "cannot claim work: {err}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.back_off(&mut backoff, &shutdown).await;
                 }
             }
         }
@@ -129,6 +237,42 @@ impl Worker {
             tracing::error!(worker = %self.id, "cannot release leases: {err}");
         }
         tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    /// Hands back what this worker holds and waits before the next try.
+    async fn back_off(&self, backoff: &mut Backoff, shutdown: &watch::Receiver<bool>) {
+        let _ = self.store.release_leases(&self.id).await;
+        let mut shutdown = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next()) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    /// Ends a request that cannot be processed: FAILED, with `cause` as the error of line 0
+    /// (counted in its errors). False when even that could not be stored.
+    async fn fail(&self, work: &ClaimedWork, cause: &str) -> bool {
+        tracing::error!(worker = %self.id, seq = work.seq, "request failed: {cause}");
+        // The text is stored: no NUL, whatever the cause says.
+        let message = format!("The request could not be processed: {cause}").replace('\0', "");
+        match self
+            .store
+            .finish_work(work.seq, &self.id, RequestStatus::Failed, Some(&message))
+            .await
+        {
+            Ok(Ok(())) => {
+                if let WorkKind::Upload { spool_file, .. } = &work.kind {
+                    self.spool.remove(spool_file).await;
+                }
+                true
+            }
+            // Another worker holds it now, and decides.
+            Ok(Err(LeaseLost)) => true,
+            Err(err) => {
+                tracing::error!(worker = %self.id, seq = work.seq, "cannot record the failure: {err}");
+                false
+            }
+        }
     }
 
     /// One step of background upkeep of the store: when idle (then work is looked for
@@ -148,8 +292,9 @@ impl Worker {
         &self,
         work: ClaimedWork,
         shutdown: &watch::Receiver<bool>,
-    ) -> intake_store::Result<()> {
-        let heartbeat = self.spawn_heartbeat(work.seq);
+    ) -> Result<(), Fault> {
+        // Stopped however processing ends (an error, a panic).
+        let heartbeat = AbortOnDrop(self.spawn_heartbeat(work.seq));
         let result = match &work.kind {
             WorkKind::Upload {
                 object_type,
@@ -163,7 +308,7 @@ impl Worker {
                 self.finish(&work, RequestStatus::Done, None).await
             }
         };
-        heartbeat.abort();
+        drop(heartbeat);
         let outcome = result?;
         tracing::info!(
             worker = %self.id,
@@ -200,7 +345,7 @@ impl Worker {
         work: &ClaimedWork,
         status: RequestStatus,
         fatal: Option<&str>,
-    ) -> intake_store::Result<Outcome> {
+    ) -> Result<Outcome, Fault> {
         Ok(
             match self
                 .store
@@ -219,7 +364,7 @@ impl Worker {
         object_type: ObjectType,
         spool_file: &str,
         shutdown: &watch::Receiver<bool>,
-    ) -> intake_store::Result<Outcome> {
+    ) -> Result<Outcome, Fault> {
         let schema = Schema::new(
             self.store
                 .get_schema(work.integration_id, Some(object_type))
@@ -242,15 +387,26 @@ impl Worker {
             let work = work.clone();
             let batch_lines = self.config.batch_lines;
             self.validator.run(move || {
-                let out = BatchSender {
+                let mut out = BatchSender {
                     steps: sender,
                     written: batches_written,
                     sent: 0,
                 };
-                validate_into_batches(file, object_type, schema, &work, batch_lines, out)
+                let validated = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    validate_into_batches(file, object_type, schema, &work, batch_lines, &mut out)
+                }));
+                let last = match validated {
+                    Ok(()) => Step::End,
+                    Err(panic) => Step::Unreadable(format!(
+                        "The uploaded file could not be validated ({})",
+                        panic_message(panic.as_ref())
+                    )),
+                };
+                let _ = out.steps.blocking_send(last);
             });
         }
         let mut error_count = work.error_count;
+        let mut ended = false;
         while let Some(step) = steps.recv().await {
             if *shutdown.borrow() {
                 return Ok(Outcome::Stopped);
@@ -269,7 +425,16 @@ impl Worker {
                         .finish(work, RequestStatus::Failed, Some(&message))
                         .await;
                 }
+                Step::End => {
+                    ended = true;
+                    break;
+                }
             }
+        }
+        if !ended {
+            return Err(Fault::Permanent(
+                "its validation stopped unexpectedly".into(),
+            ));
         }
         let status = if error_count == 0 {
             RequestStatus::Done
@@ -277,6 +442,14 @@ impl Worker {
             RequestStatus::Failed
         };
         self.finish(work, status, None).await
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -310,7 +483,7 @@ fn validate_into_batches(
     schema: Schema,
     work: &ClaimedWork,
     batch_lines: usize,
-    mut steps: BatchSender,
+    steps: &mut BatchSender,
 ) {
     let mut success_count = work.success_count;
     let mut error_count = work.error_count;
@@ -356,12 +529,12 @@ fn validate_into_batches(
         }
         batch.checkpoint_line = outcome.line;
         if batch.records.len() + batch.errors.len() >= batch_lines
-            && !send(&mut steps, &mut batch, success_count, error_count)
+            && !send(steps, &mut batch, success_count, error_count)
         {
             return;
         }
     }
     if batch.checkpoint_line > 0 {
-        send(&mut steps, &mut batch, success_count, error_count);
+        send(steps, &mut batch, success_count, error_count);
     }
 }

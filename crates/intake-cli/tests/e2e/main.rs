@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `intake` binary, over real HTTP, on SQLite and PostgreSQL.
 
 mod api;
+mod api_hardening;
 mod cli;
 mod cluster;
 mod hardening;

@@ -29,6 +29,9 @@ pub fn requested_ids(params: &QueryParams, body: &[u8]) -> Result<Vec<String>, A
     if ids.is_empty() {
         return Err(ApiError::NoObjectIds);
     }
+    for id in &ids {
+        super::no_control_characters(id, "objectsCrmIds")?;
+    }
     // An id asked twice is answered once.
     let mut seen = std::collections::HashSet::new();
     Ok(ids

@@ -5,19 +5,16 @@ use serde_json::Value;
 use crate::{ApiError, AppState};
 
 /// Reads a registration body: a JSON object with `name` and `ownerEmail`, both non-empty
-/// strings, the email valid.
+/// strings without control characters, the email valid.
 pub fn parse_registration(body: &[u8]) -> Result<RegisterIntegration, ApiError> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Loose {
-        name: Option<Value>,
-        owner_email: Option<Value>,
-    }
-    let loose: Loose =
+    let value: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let Value::Object(mut object) = value else {
+        return Err(ApiError::RegistrationNotAnObject);
+    };
     let registration = RegisterIntegration {
-        name: mandatory_string(loose.name, "name")?,
-        owner_email: mandatory_string(loose.owner_email, "ownerEmail")?,
+        name: mandatory_string(object.remove("name"), "name")?,
+        owner_email: mandatory_string(object.remove("ownerEmail"), "ownerEmail")?,
     };
     if !intake_model::is_email(&registration.owner_email) {
         return Err(ApiError::InvalidEmail(registration.owner_email));
@@ -27,7 +24,10 @@ pub fn parse_registration(body: &[u8]) -> Result<RegisterIntegration, ApiError> 
 
 fn mandatory_string(value: Option<Value>, field: &'static str) -> Result<String, ApiError> {
     match value {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(Value::String(s)) if !s.trim().is_empty() => {
+            super::no_control_characters(&s, field)?;
+            Ok(s)
+        }
         None | Some(Value::Null) | Some(Value::String(_)) => Err(ApiError::MissingField(field)),
         Some(_) => Err(ApiError::NotAString(field)),
     }

@@ -25,6 +25,13 @@ pub async fn upload(
     let integration = super::integration(state, company, params.integration_id()?).await?;
     let object_type = params.object_type(&SCHEMA_TYPES)?;
     let fields = intake_model::parse_schema_upload(body).map_err(ApiError::InvalidSchema)?;
+    for field in &fields {
+        super::no_control_characters(&field.unique_name, "uniqueName")?;
+        super::no_control_characters(&field.label, "label")?;
+        for value in field.ordered_value_list.iter().flatten() {
+            super::no_control_characters(value, "orderedValueList")?;
+        }
+    }
     let existing: Vec<FieldDef> = state
         .store
         .get_schema(integration.id, Some(object_type))

@@ -54,8 +54,8 @@ pub async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| multer::parse_boundary(v).ok())
-        .ok_or(ApiError::UploadNotMultipart)?;
-    let file = receive_data_file(state, body, boundary).await?;
+        .ok_or(ApiError::UnsupportedMediaType)?;
+    let file = receive_data_file(state, company, client_request_id, body, boundary).await?;
     let spool_file = file.commit().await?;
     let upload = NewUpload {
         company_id: company,
@@ -137,9 +137,12 @@ fn multipart_error(err: multer::Error, budget: &FramingBudget) -> ApiError {
     }
 }
 
-/// Streams the `dataFile` part to the spool; other parts are read and dropped.
+/// Streams the `dataFile` part to the spool; other parts are read and dropped. A second
+/// `dataFile` part is refused (which of two files was meant cannot be known).
 async fn receive_data_file(
     state: &AppState,
+    company: CompanyId,
+    client_request_id: &str,
     body: Body,
     boundary: String,
 ) -> Result<SpoolWriter, ApiError> {
@@ -166,9 +169,13 @@ async fn receive_data_file(
             break;
         };
         budget.start_data();
-        let is_data_file = field.name() == Some("dataFile") && received.is_none();
+        let is_data_file = field.name() == Some("dataFile");
+        if is_data_file && received.is_some() {
+            // `received` is dropped with the error: its spool file goes with it.
+            return Err(ApiError::DuplicateDataFile);
+        }
         let mut writer = if is_data_file {
-            Some(state.spool.create().await?)
+            Some(state.spool.create(company, client_request_id).await?)
         } else {
             None
         };

@@ -7,6 +7,9 @@ use intake_model::ObjectType;
 use super::PgStore;
 use crate::{IntegrationId, RecordState, RequestOrigin, RequestSeq, Result};
 
+/// A record id with the columns of its version, when it has one by then.
+type IdWithVersion = (String, Option<i64>, Option<bool>, Option<String>);
+
 pub(super) async fn records_after(
     store: &PgStore,
     integration: IntegrationId,
@@ -17,7 +20,7 @@ pub(super) async fn records_after(
 ) -> Result<Vec<(String, Option<RecordState>)>> {
     // The ids by a forward scan of the primary key (object_id is COLLATE "C": byte order),
     // each one's latest version up to `as_of` by a backward scan of its own keys.
-    let rows: Vec<(String, Option<i64>, Option<bool>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<IdWithVersion> = sqlx::query_as(
         "SELECT d.object_id, v.modified, v.deleted, v.body FROM ( \
              SELECT DISTINCT object_id FROM record_versions \
              WHERE integration_id = $1 AND object_type = $2 AND object_id > $3 \
