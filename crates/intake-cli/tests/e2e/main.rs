@@ -6,5 +6,6 @@ mod cli;
 mod cluster;
 mod hardening;
 mod harness;
+mod records;
 mod settings;
 mod tiers;
