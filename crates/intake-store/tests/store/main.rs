@@ -8,6 +8,7 @@
 mod cluster;
 mod common;
 mod contract;
+mod full_disk;
 mod scenario;
 mod tiers;
 
