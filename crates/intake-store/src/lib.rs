@@ -55,6 +55,10 @@ pub enum StoreError {
     /// both backends refuse it alike (see the `text` module).
     #[error("{0} must not contain a NUL character")]
     InvalidText(&'static str),
+    /// PostgreSQL could not be reached when the store was opened: where, and why
+    /// (connection refused, authentication failed, no such database, no answer in time).
+    #[error("cannot connect to PostgreSQL at {target}: {cause}")]
+    Unreachable { target: String, cause: String },
     #[error("invalid database URL: {0}")]
     Url(String),
 }
