@@ -53,6 +53,7 @@ impl SqliteStore {
             .connect_with(options.clone().pragma("cache_size", "-8192"))
             .await?;
         MIGRATOR.run(&writer).await?;
+        let rates = rates::RateWindows::load(&writer, options.clone()).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.pragma("cache_size", "-2048"))
@@ -62,7 +63,7 @@ impl SqliteStore {
             pool,
             writer,
             new_work: Notify::new(),
-            rates: rates::RateWindows::default(),
+            rates,
             reports: report_cache::ReportCache::default(),
             tiers,
             #[cfg(feature = "testing")]

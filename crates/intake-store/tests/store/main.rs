@@ -9,6 +9,7 @@ mod cluster;
 mod common;
 mod contract;
 mod full_disk;
+mod rates;
 mod scenario;
 mod tiers;
 
