@@ -5,6 +5,10 @@
 //! (reads and upkeep of the stored versions) — each with a function per method, taking the
 //! store first. `impl_store!(Type, "name")` in the backend's `mod.rs` is its whole
 //! `impl Store`.
+//!
+//! What both backends must do alike before a method reaches its concern is done here, once:
+//! the text checks of [`crate::text`] (a value with NUL is refused, a look-up by one finds
+//! nothing, error descriptions are escaped).
 
 macro_rules! impl_store {
     ($store:ty, $backend:literal) => {

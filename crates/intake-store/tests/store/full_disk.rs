@@ -6,7 +6,7 @@ use std::time::Duration;
 use intake_store::sqlite::SqliteStore;
 use intake_store::{Batch, ClaimedWork, RequestStatus, Store};
 
-use crate::common::{record, upload, Site};
+use crate::common::{apply_and_finish, record, upload, Site};
 
 /// `n` CONTACT records of about 1 KiB each, from line `first`.
 fn big_batch(first: u64, n: u64) -> Batch {
@@ -70,31 +70,13 @@ async fn a_full_disk_stops_the_work_until_there_is_room_again() {
 
     // Room again: the same store goes on, with no restart.
     store.limit_growth_for_tests(None).await.unwrap();
-    store
-        .apply_batch(&work, "w", &big_batch(1, 500))
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .finish_work(work.seq, "w", RequestStatus::Done, None)
-        .await
-        .unwrap()
-        .unwrap();
+    apply_and_finish(&store, &work, &big_batch(1, 500)).await;
     store
         .insert_upload(&upload(company.id, iid, "u2"))
         .await
         .unwrap();
     let next = store.claim_work("w", lease).await.unwrap().unwrap();
-    store
-        .apply_batch(&next, "w", &big_batch(501, 10))
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .finish_work(next.seq, "w", RequestStatus::Done, None)
-        .await
-        .unwrap()
-        .unwrap();
+    apply_and_finish(&store, &next, &big_batch(501, 10)).await;
     let report = store
         .request_report(company.id, "u1")
         .await
