@@ -8,7 +8,7 @@
 mod cluster;
 mod common;
 mod contract;
-mod full_disk;
+mod faults;
 mod rates;
 mod scenario;
 mod tiers;

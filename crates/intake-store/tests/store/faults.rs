@@ -1,5 +1,6 @@
-//! SQLite only: a full disk fails the work it stops, and only that: once there is room
-//! again, the same store claims, applies and finishes without being reopened.
+//! SQLite only, faults of the database file: a full disk fails the work it stops, and only
+//! that (once there is room again, the same store claims, applies and finishes without
+//! being reopened); a row this version cannot read is corrupt, not missing.
 
 use std::time::Duration;
 
@@ -101,4 +102,49 @@ async fn a_full_disk_stops_the_work_until_there_is_room_again() {
         .await
         .unwrap();
     assert!(current.values().all(Option::is_some), "{current:?}");
+}
+
+/// A stored row this version cannot read is reported as corrupt, never as missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_row_is_corrupt_not_missing() {
+    let site = Site::sqlite();
+    let store = SqliteStore::open(&site.url).await.unwrap();
+    let company = store.create_company("acme").await.unwrap();
+    let iid = store
+        .register_integration(company.id, "crm", "a@b.c")
+        .await
+        .unwrap()
+        .id;
+    store
+        .insert_upload(&upload(company.id, iid, "u1"))
+        .await
+        .unwrap();
+    let look = sqlx::SqlitePool::connect(&site.url).await.unwrap();
+    sqlx::query("UPDATE requests SET object_type = 99")
+        .execute(&look)
+        .await
+        .unwrap();
+    let claimed = store.claim_work("w", Duration::from_secs(60)).await;
+    assert!(
+        matches!(claimed, Err(intake_store::StoreError::Corrupt(_))),
+        "{claimed:?}"
+    );
+    sqlx::query("UPDATE requests SET status = 'LOST'")
+        .execute(&look)
+        .await
+        .unwrap();
+    let report = store.request_report(company.id, "u1").await;
+    assert!(
+        matches!(report, Err(intake_store::StoreError::Corrupt(_))),
+        "{report:?}"
+    );
+    sqlx::query("UPDATE integrations SET name = x'ff'")
+        .execute(&look)
+        .await
+        .unwrap();
+    let found = store.find_integration(company.id, iid).await;
+    assert!(
+        matches!(found, Err(intake_store::StoreError::Corrupt(_))),
+        "{found:?}"
+    );
 }
