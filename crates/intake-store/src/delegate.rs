@@ -6,6 +6,10 @@
 //! where their versions came from) — each with a function per method, taking the
 //! store first. `impl_store!(Type, "name")` in the backend's `mod.rs` is its whole
 //! `impl Store`.
+//!
+//! What both backends must do alike before a method reaches its concern is done here, once:
+//! the text checks of [`crate::text`] (a value with NUL is refused, a look-up by one finds
+//! nothing, error descriptions are escaped).
 
 macro_rules! impl_store {
     ($store:ty, $backend:literal) => {
@@ -16,12 +20,16 @@ macro_rules! impl_store {
             }
 
             async fn create_company(&self, name: &str) -> $crate::Result<$crate::Company> {
+                $crate::text::storable("company name", name)?;
                 admin::create_company(self, name).await
             }
             async fn list_companies(&self) -> $crate::Result<Vec<$crate::Company>> {
                 admin::list_companies(self).await
             }
             async fn company_by_name(&self, name: &str) -> $crate::Result<Option<$crate::Company>> {
+                if !$crate::text::can_be_stored(name) {
+                    return Ok(None);
+                }
                 admin::company_by_name(self, name).await
             }
             async fn insert_access_key(
@@ -30,12 +38,16 @@ macro_rules! impl_store {
                 key: &str,
                 secret_hash: &[u8],
             ) -> $crate::Result<()> {
+                $crate::text::storable("access key", key)?;
                 admin::insert_access_key(self, company, key, secret_hash).await
             }
             async fn list_access_keys(&self) -> $crate::Result<Vec<$crate::AccessKeyInfo>> {
                 admin::list_access_keys(self).await
             }
             async fn revoke_access_key(&self, key: &str) -> $crate::Result<bool> {
+                if !$crate::text::can_be_stored(key) {
+                    return Ok(false);
+                }
                 admin::revoke_access_key(self, key).await
             }
             async fn insert_token(
@@ -45,24 +57,37 @@ macro_rules! impl_store {
                 secret_hash: &[u8],
                 scopes: &[String],
             ) -> $crate::Result<()> {
+                $crate::text::storable("token id", token_id)?;
+                for scope in scopes {
+                    $crate::text::storable("scope", scope)?;
+                }
                 admin::insert_token(self, company, token_id, secret_hash, scopes).await
             }
             async fn list_tokens(&self) -> $crate::Result<Vec<$crate::TokenInfo>> {
                 admin::list_tokens(self).await
             }
             async fn revoke_token(&self, token_id: &str) -> $crate::Result<bool> {
+                if !$crate::text::can_be_stored(token_id) {
+                    return Ok(false);
+                }
                 admin::revoke_token(self, token_id).await
             }
             async fn find_access_key(
                 &self,
                 key: &str,
             ) -> $crate::Result<Option<$crate::StoredCredential>> {
+                if !$crate::text::can_be_stored(key) {
+                    return Ok(None);
+                }
                 admin::find_access_key(self, key).await
             }
             async fn find_token(
                 &self,
                 token_id: &str,
             ) -> $crate::Result<Option<$crate::StoredCredential>> {
+                if !$crate::text::can_be_stored(token_id) {
+                    return Ok(None);
+                }
                 admin::find_token(self, token_id).await
             }
 
@@ -81,6 +106,8 @@ macro_rules! impl_store {
                 name: &str,
                 owner_email: &str,
             ) -> $crate::Result<$crate::Integration> {
+                $crate::text::storable("name", name)?;
+                $crate::text::storable("ownerEmail", owner_email)?;
                 integrations::register_integration(self, company, name, owner_email).await
             }
             async fn list_integrations(
@@ -102,6 +129,7 @@ macro_rules! impl_store {
                 id: $crate::IntegrationId,
                 client_request_id: &str,
             ) -> $crate::Result<()> {
+                $crate::text::storable("clientRequestId", client_request_id)?;
                 integrations::request_integration_delete(self, company, id, client_request_id).await
             }
             async fn get_schema(
@@ -117,6 +145,9 @@ macro_rules! impl_store {
                 object_type: intake_model::ObjectType,
                 plan: &intake_model::SchemaPlan,
             ) -> $crate::Result<()> {
+                for field in &plan.keep {
+                    $crate::text::storable("uniqueName", &field.unique_name)?;
+                }
                 integrations::replace_schema(self, integration, object_type, plan).await
             }
 
@@ -125,12 +156,17 @@ macro_rules! impl_store {
                 company: $crate::CompanyId,
                 client_request_id: &str,
             ) -> $crate::Result<bool> {
+                if !$crate::text::can_be_stored(client_request_id) {
+                    return Ok(false);
+                }
                 queue::client_request_id_used(self, company, client_request_id).await
             }
             async fn insert_upload(
                 &self,
                 upload: &$crate::NewUpload,
             ) -> $crate::Result<$crate::RequestSeq> {
+                $crate::text::storable("clientRequestId", &upload.client_request_id)?;
+                $crate::text::storable("spool file", &upload.spool_file)?;
                 queue::insert_upload(self, upload).await
             }
             async fn request_report(
@@ -138,6 +174,9 @@ macro_rules! impl_store {
                 company: $crate::CompanyId,
                 client_request_id: &str,
             ) -> $crate::Result<Option<$crate::RequestReport>> {
+                if !$crate::text::can_be_stored(client_request_id) {
+                    return Ok(None);
+                }
                 queue::request_report(self, company, client_request_id).await
             }
             async fn claim_work(
@@ -161,7 +200,8 @@ macro_rules! impl_store {
                 worker: &str,
                 batch: &$crate::Batch,
             ) -> $crate::Result<Result<(), $crate::LeaseLost>> {
-                queue::apply_batch(self, work, worker, batch).await
+                let batch = $crate::text::escape_batch(batch);
+                queue::apply_batch(self, work, worker, &batch).await
             }
             async fn finish_work(
                 &self,
@@ -170,7 +210,8 @@ macro_rules! impl_store {
                 status: $crate::RequestStatus,
                 fatal_error: Option<&str>,
             ) -> $crate::Result<Result<(), $crate::LeaseLost>> {
-                queue::finish_work(self, seq, worker, status, fatal_error).await
+                let fatal_error = fatal_error.map($crate::text::escape_nul);
+                queue::finish_work(self, seq, worker, status, fatal_error.as_deref()).await
             }
             async fn release_leases(&self, worker: &str) -> $crate::Result<()> {
                 queue::release_leases(self, worker).await
@@ -194,6 +235,9 @@ macro_rules! impl_store {
                 object_type: intake_model::ObjectType,
                 ids: &[String],
             ) -> $crate::Result<std::collections::HashMap<String, Option<String>>> {
+                for id in ids {
+                    $crate::text::storable("objectId", id)?;
+                }
                 records::current_objects(self, integration, object_type, ids).await
             }
             async fn versions(
@@ -202,6 +246,7 @@ macro_rules! impl_store {
                 object_type: intake_model::ObjectType,
                 object_id: &str,
             ) -> $crate::Result<Vec<$crate::Version>> {
+                $crate::text::storable("objectId", object_id)?;
                 records::versions(self, integration, object_type, object_id).await
             }
             async fn records_after(

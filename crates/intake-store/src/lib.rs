@@ -21,6 +21,7 @@ mod same_sql;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod text;
 
 pub type CompanyId = i64;
 pub type IntegrationId = i64;
@@ -50,6 +51,14 @@ pub enum StoreError {
     /// A stored row this version cannot read: never reported as "not found".
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
+    /// A text to be stored (the field named) contains NUL, which PostgreSQL cannot store;
+    /// both backends refuse it alike (see the `text` module).
+    #[error("{0} must not contain a NUL character")]
+    InvalidText(&'static str),
+    /// PostgreSQL could not be reached when the store was opened: where, and why
+    /// (connection refused, authentication failed, no such database, no answer in time).
+    #[error("cannot connect to PostgreSQL at {target}: {cause}")]
+    Unreachable { target: String, cause: String },
     #[error("invalid database URL: {0}")]
     Url(String),
 }

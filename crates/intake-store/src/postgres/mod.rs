@@ -10,10 +10,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::Connection;
 use tokio::sync::OnceCell;
 
-use crate::Result;
+use crate::{Result, StoreError};
 
 mod admin;
 mod copy;
@@ -23,6 +24,9 @@ mod notify;
 mod queue;
 mod rates;
 mod records;
+
+/// How long opening the store waits for PostgreSQL to accept a first connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -37,8 +41,33 @@ crate::delegate::impl_store!(PgStore, "postgres");
 impl PgStore {
     /// Connects and runs the migrations. sqlx's PostgreSQL migrator holds an advisory lock
     /// while it works, so instances that start at once apply them exactly once.
+    ///
+    /// One connection is made first, within [`CONNECT_TIMEOUT`], so that an unreachable
+    /// database fails at once with [`StoreError::Unreachable`] naming host:port and the
+    /// cause, rather than after the pool's 30 s acquire timeout with only "pool timed out".
     pub async fn open(url: &str) -> Result<PgStore> {
         let options = PgConnectOptions::from_str(url)?.application_name("intake");
+        let unreachable = |cause: String| StoreError::Unreachable {
+            target: format!(
+                "{}:{} (database {:?})",
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or_default()
+            ),
+            cause,
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(err)) => return Err(unreachable(err.to_string())),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .connect_with(options)

@@ -45,9 +45,10 @@ pub(super) async fn request_integration_delete(
     .execute(&mut *tx)
     .await?;
     if marked.rows_affected() == 0 {
+        tx.rollback().await?;
         return Err(StoreError::UnknownIntegration(id));
     }
-    sqlx::query(
+    let queued = sqlx::query(
         "INSERT INTO requests (company_id, client_request_id, integration_id, kind, status, \
          accepted_at) VALUES (?, ?, ?, 'DELETE_INTEGRATION', 'PENDING', ?)",
     )
@@ -56,8 +57,11 @@ pub(super) async fn request_integration_delete(
     .bind(id)
     .bind(now_secs())
     .execute(&mut *tx)
-    .await
-    .map_err(|e| conflict_on_unique(e, StoreError::ClientRequestIdUsed))?;
+    .await;
+    if let Err(err) = queued {
+        tx.rollback().await?;
+        return Err(conflict_on_unique(err, StoreError::ClientRequestIdUsed));
+    }
     tx.commit().await?;
     store.new_work.notify_one();
     Ok(())

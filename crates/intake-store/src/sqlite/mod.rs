@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool};
+use sqlx::SqlitePool;
 use tokio::sync::Notify;
 
 use crate::Result;
@@ -18,6 +18,7 @@ mod rates;
 mod records;
 mod report_cache;
 mod tiers;
+mod write;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -31,6 +32,10 @@ pub struct SqliteStore {
     rates: rates::RateWindows,
     reports: report_cache::ReportCache,
     tiers: tiers::KeyTiers,
+    /// For tests: a `max_page_count` for the writer, to make SQLite report a full disk
+    /// (0: none set; `u64::MAX`: lifted).
+    #[cfg(feature = "testing")]
+    page_limit: std::sync::atomic::AtomicU64,
 }
 
 crate::delegate::impl_store!(SqliteStore, "sqlite");
@@ -49,6 +54,7 @@ impl SqliteStore {
             .connect_with(options.clone().pragma("cache_size", "-8192"))
             .await?;
         MIGRATOR.run(&writer).await?;
+        let rates = rates::RateWindows::load(&writer, options.clone()).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.pragma("cache_size", "-2048"))
@@ -58,19 +64,49 @@ impl SqliteStore {
             pool,
             writer,
             new_work: Notify::new(),
-            rates: rates::RateWindows::default(),
+            rates,
             reports: report_cache::ReportCache::default(),
             tiers,
+            #[cfg(feature = "testing")]
+            page_limit: std::sync::atomic::AtomicU64::new(0),
         })
-    }
-
-    /// Write transactions take the write lock at once, so two writers queue on the busy
-    /// timeout instead of failing when a read would be upgraded.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
 fn now_secs() -> i64 {
     crate::now_unix_ms() / 1000
+}
+
+#[cfg(feature = "testing")]
+impl SqliteStore {
+    /// For tests: lets the database grow by at most `pages` more pages (`None` lifts the
+    /// limit), so that writes past it fail as on a full disk (`SQLITE_FULL`). The limit
+    /// holds for the writer connection, including one opened to replace it.
+    pub async fn limit_growth_for_tests(&self, pages: Option<u64>) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let limit = match pages {
+            Some(pages) => {
+                let now: i64 = sqlx::query_scalar("PRAGMA page_count")
+                    .fetch_one(&self.writer)
+                    .await?;
+                now as u64 + pages
+            }
+            None => u64::MAX,
+        };
+        self.page_limit.store(limit, Ordering::Relaxed);
+        let mut conn = self.writer.acquire().await?;
+        self.apply_page_limit(&mut conn).await
+    }
+
+    async fn apply_page_limit(&self, conn: &mut sqlx::SqliteConnection) -> Result<()> {
+        let limit = match self.page_limit.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => return Ok(()),
+            u64::MAX => 4_294_967_294,
+            limit => limit,
+        };
+        sqlx::query(&format!("PRAGMA max_page_count = {limit}"))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
 }

@@ -100,6 +100,7 @@ pub(super) async fn claim_work(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(work) = rows::claimed(row)? else {
+        tx.rollback().await?;
         return Ok(None);
     };
     sqlx::query(
@@ -162,11 +163,15 @@ pub(super) async fn apply_batch(
     .execute(&mut *tx)
     .await?;
     if let Err(lost) = lease_kept(owned.rows_affected()) {
+        tx.rollback().await?;
         return Ok(Err(lost));
     }
     let object_type = match &work.kind {
         WorkKind::Upload { object_type, .. } => object_type.code(),
-        WorkKind::DeleteIntegration => return Ok(Err(LeaseLost)),
+        WorkKind::DeleteIntegration => {
+            tx.rollback().await?;
+            return Ok(Err(LeaseLost));
+        }
     };
     // Bodies are appended under ids of their own; their keys go to the recent tier.
     let first_id: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM record_versions")
@@ -243,6 +248,7 @@ pub(super) async fn finish_work(
     .execute(&mut *tx)
     .await?;
     if let Err(lost) = lease_kept(done.rows_affected()) {
+        tx.rollback().await?;
         return Ok(Err(lost));
     }
     if let Some(description) = fatal_error {

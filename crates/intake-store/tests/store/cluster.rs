@@ -163,3 +163,32 @@ async fn a_test_database_keeps_the_query_of_its_base_url() {
     let store = intake_store::open(&db.url).await.unwrap();
     assert_eq!(store.backend(), "postgres");
 }
+
+/// An unreachable PostgreSQL fails the open at once, saying where and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_an_unreachable_postgres_fails_fast_and_says_why() {
+    let started = std::time::Instant::now();
+    let err = match intake_store::open("postgres://postgres@127.0.0.1:1/x").await {
+        Err(err) => err.to_string(),
+        Ok(_) => panic!("nothing listens on port 1"),
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+
+    // A server that answers, without the database.
+    let Some(db) = intake_store::testing::TestDatabase::create().await else {
+        return;
+    };
+    let missing = intake_store::testing::database_url(&db.url, "intake_no_such_database");
+    let err = match intake_store::open(&missing).await {
+        Err(err) => err.to_string(),
+        Ok(_) => panic!("no such database"),
+    };
+    assert!(err.contains("intake_no_such_database"), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use intake_model::{FieldDef, ObjectType, ValidRecord};
 use intake_store::testing::TestDatabase;
-use intake_store::{CompanyId, IntegrationId, NewUpload, Store};
+use intake_store::{Batch, ClaimedWork, CompanyId, IntegrationId, NewUpload, RequestStatus, Store};
 
 /// Where one case's store lives: a SQLite file in a temporary directory, or a fresh
 /// PostgreSQL database; both go when the site is dropped.
@@ -67,4 +67,18 @@ pub fn upload(company: CompanyId, integration: IntegrationId, crid: &str) -> New
         object_type: ObjectType::Contact,
         spool_file: format!("{crid}.ldjson"),
     }
+}
+
+/// Stores `batch` as worker "w" and finishes the request DONE; both must keep the lease.
+pub async fn apply_and_finish(store: &dyn Store, work: &ClaimedWork, batch: &Batch) {
+    store
+        .apply_batch(work, "w", batch)
+        .await
+        .unwrap()
+        .expect("the lease is ours");
+    store
+        .finish_work(work.seq, "w", RequestStatus::Done, None)
+        .await
+        .unwrap()
+        .expect("the lease is ours");
 }

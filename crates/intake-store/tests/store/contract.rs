@@ -2,12 +2,16 @@
 
 use std::path::PathBuf;
 
-use crate::common::{record, upload, Site};
+use crate::common::{field, record, upload, Site};
 use crate::contract_tests;
 use crate::scenario::scenario;
-use intake_store::{Batch, Store};
+use intake_model::{LineError, ObjectType, SchemaPlan};
+use intake_store::{Batch, RequestStatus, Store, StoreError};
 
-contract_tests!(scenario_gives_the_recorded_transcript);
+contract_tests!(
+    scenario_gives_the_recorded_transcript,
+    text_with_nul_is_refused_or_escaped,
+);
 
 fn transcript_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/store/scenario.transcript")
@@ -109,4 +113,120 @@ async fn apply_batch_throughput() {
     };
     let pg_rate = measure(&*pg.open().await).await;
     eprintln!("apply_batch: sqlite {sqlite_rate:.0} records/s, postgres {pg_rate:.0} records/s");
+}
+
+fn invalid_text<T: std::fmt::Debug>(result: intake_store::Result<T>) -> &'static str {
+    match result {
+        Err(StoreError::InvalidText(field)) => field,
+        other => panic!("expected InvalidText, got {other:?}"),
+    }
+}
+
+/// PostgreSQL's text cannot hold NUL: a value to store with one is refused, naming its
+/// field; a look-up by one finds nothing; an error description keeps it as `\u0000`. Both
+/// backends answer alike.
+async fn text_with_nul_is_refused_or_escaped(site: Site) {
+    let store = site.open().await;
+    assert_eq!(
+        invalid_text(store.create_company("a\0").await),
+        "company name"
+    );
+    let acme = store.create_company("acme").await.unwrap();
+    assert_eq!(store.company_by_name("a\0").await.unwrap(), None);
+    assert_eq!(
+        invalid_text(
+            store
+                .register_integration(acme.id, "CRM\0", "o@acme.com")
+                .await
+        ),
+        "name"
+    );
+    assert_eq!(
+        invalid_text(
+            store
+                .register_integration(acme.id, "CRM", "o\0@acme.com")
+                .await
+        ),
+        "ownerEmail"
+    );
+    let iid = store
+        .register_integration(acme.id, "CRM", "o@acme.com")
+        .await
+        .unwrap()
+        .id;
+    let plan = SchemaPlan {
+        keep: vec![field("tier\0", "STRING")],
+        drop_values_of: vec![],
+    };
+    assert_eq!(
+        invalid_text(store.replace_schema(iid, ObjectType::Contact, &plan).await),
+        "uniqueName"
+    );
+    assert_eq!(store.get_schema(iid, None).await.unwrap(), vec![]);
+    assert_eq!(
+        invalid_text(store.insert_upload(&upload(acme.id, iid, "u\0")).await),
+        "clientRequestId"
+    );
+    assert!(!store.client_request_id_used(acme.id, "u\0").await.unwrap());
+    assert_eq!(store.request_report(acme.id, "u\0").await.unwrap(), None);
+    assert_eq!(
+        invalid_text(store.request_integration_delete(acme.id, iid, "d\0").await),
+        "clientRequestId"
+    );
+    assert!(store
+        .find_integration(acme.id, iid)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.find_access_key("IK\0").await.unwrap(), None);
+    assert_eq!(store.find_token("itk_\0").await.unwrap(), None);
+    assert!(!store.revoke_token("itk_\0").await.unwrap());
+    let ids = vec!["c1".to_string(), "c\0".to_string()];
+    assert_eq!(
+        invalid_text(store.current_objects(iid, ObjectType::Contact, &ids).await),
+        "objectId"
+    );
+    assert_eq!(
+        invalid_text(store.versions(iid, ObjectType::Contact, "c\0").await),
+        "objectId"
+    );
+
+    // Error descriptions are stored with the NUL escaped.
+    store
+        .insert_upload(&upload(acme.id, iid, "u1"))
+        .await
+        .unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let work = store.claim_work("w", lease).await.unwrap().unwrap();
+    let batch = Batch {
+        records: vec![(1, record("c1", Some(1), false, r#"{"objectId":"c1"}"#))],
+        errors: vec![LineError {
+            line: 2,
+            description: "Field [name] has \0 in it".into(),
+        }],
+        checkpoint_line: 2,
+        success_count: 1,
+        error_count: 1,
+    };
+    store
+        .apply_batch(&work, "w", &batch)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_work(work.seq, "w", RequestStatus::Failed, Some("fatal \0 byte"))
+        .await
+        .unwrap()
+        .unwrap();
+    let report = store.request_report(acme.id, "u1").await.unwrap().unwrap();
+    let descriptions: Vec<&str> = report
+        .errors
+        .iter()
+        .map(|e| e.description.as_str())
+        .collect();
+    assert_eq!(
+        descriptions,
+        ["fatal \\u0000 byte", "Field [name] has \\u0000 in it"]
+    );
+    assert_eq!((report.error_count, report.success_count), (2, 1));
 }

@@ -8,6 +8,8 @@
 mod cluster;
 mod common;
 mod contract;
+mod faults;
+mod rates;
 mod scenario;
 mod tiers;
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use intake_model::{ObjectType, SchemaPlan};
 use intake_store::sqlite::SqliteStore;
-use intake_store::{Batch, ClaimedWork, CompanyId, IntegrationId, RequestStatus, Store};
+use intake_store::{Batch, ClaimedWork, CompanyId, IntegrationId, Store};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
-use crate::common::{record, upload};
+use crate::common::{apply_and_finish, record, upload};
 
 struct TempDb(tempfile::TempDir);
 
@@ -73,16 +73,7 @@ async fn store_upload(store: &SqliteStore, company: CompanyId, iid: IntegrationI
         success_count: 40,
         ..Batch::default()
     };
-    store
-        .apply_batch(&work, "w", &batch)
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .finish_work(work.seq, "w", RequestStatus::Done, None)
-        .await
-        .unwrap()
-        .unwrap();
+    apply_and_finish(store, &work, &batch).await;
 }
 
 /// Every answer the reads give: the current state of each id, and its history.
