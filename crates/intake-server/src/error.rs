@@ -275,6 +275,7 @@ impl From<StoreError> for ApiError {
             StoreError::ClientRequestIdUsed => ApiError::ClientRequestIdUsed,
             StoreError::IntegrationActive => ApiError::IntegrationActive,
             StoreError::UnknownIntegration(id) => ApiError::UnknownIntegration(id),
+            StoreError::InvalidText(field) => ApiError::ControlCharacters(field),
             err if err.is_busy() => ApiError::Busy,
             err if err.is_disk_full() => {
                 tracing::error!("database has no space left: {err}");

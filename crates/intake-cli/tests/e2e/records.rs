@@ -354,6 +354,13 @@ async fn bad_inputs_name_the_parameter(site: Site) {
         ),
         ("/intake/v1/records/CONTACT?cursor=!!!", "[cursor]"),
         ("/intake/v1/records/CONTACT/b1?asOf=noon", "[asOf]"),
+        ("/intake/v1/records/CONTACT/a%00b", "control characters"),
+        ("/intake/v1/records/CONTACT/a%00b/versions", "control characters"),
+        // A forged cursor, JSON as the server writes them but with a NUL in it.
+        (
+            "/intake/v1/records/CONTACT?cursor=eyJpIjoxLCJ0IjoiQ09OVEFDVCIsIm8iOm51bGwsImQiOmZhbHNlLCJhIjoiXHUwMDAwIn0",
+            "[cursor]",
+        ),
     ];
     for (path, named) in cases {
         let reply = server.get(path).await;

@@ -125,7 +125,9 @@ impl RecordsCursor {
         CURSOR
             .decode(raw)
             .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .and_then(|bytes| serde_json::from_slice::<RecordsCursor>(&bytes).ok())
+            // Only the server writes cursors, and object ids hold no control characters.
+            .filter(|cursor| !cursor.after.chars().any(char::is_control))
             .ok_or(ApiError::InvalidCursor)
     }
 }
