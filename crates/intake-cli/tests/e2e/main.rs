@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod cluster;
+mod connections;
 mod hardening;
 mod harness;
 mod settings;
