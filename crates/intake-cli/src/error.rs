@@ -55,15 +55,8 @@ impl CliError {
     /// also goes to stdout.
     pub fn report_as(&self, prefix: &str, json: bool) -> u8 {
         match self {
-            CliError::Usage(msg) | CliError::Failed(msg) => {
+            CliError::Usage(msg) | CliError::Failed(msg) | CliError::Unreachable(msg) => {
                 eprintln!("{prefix}: {msg}");
-            }
-            CliError::Unreachable(msg) => {
-                if prefix == "error" {
-                    eprintln!("{prefix}: could not connect: {msg}");
-                } else {
-                    eprintln!("{prefix}: {msg}");
-                }
             }
             CliError::Auth(reply) | CliError::Api(reply) => {
                 if json && !reply.body.is_null() {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args, FromArgMatches};
 use intake_server::auth_cache::AuthCache;
+use intake_server::listener::ConnectionLimits;
 use intake_server::{AppState, Spool, WorkerConfig};
 use intake_store::{auth, RateLimits, Store};
 use serde::de::DeserializeOwned;
@@ -80,6 +81,24 @@ pub struct ServeSettings {
         default_value_t = 100
     )]
     pub intake_rate_limit_per_second: u32,
+    /// Seconds a client has to send a request's head, from the connection's start or from
+    /// the first byte after an idle keep-alive; then the connection is closed
+    #[arg(long, env = "INTAKE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds the server waits for the next chunk of a request body; then the request fails
+    /// (an upload leaves nothing)
+    #[arg(long, env = "INTAKE_BODY_IDLE_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_idle_timeout_seconds: u64,
+    /// Seconds an idle keep-alive connection stays open
+    #[arg(long, env = "INTAKE_KEEP_ALIVE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub keep_alive_timeout_seconds: u64,
+    /// Open connections at most; more wait to be accepted until one closes
+    #[arg(long, env = "INTAKE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds requests in flight may take to finish on shutdown; then their connections are
+    /// closed (a half upload leaves nothing)
+    #[arg(long, env = "INTAKE_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub shutdown_timeout_seconds: u64,
 }
 
 /// The keys of the server's config file: the data options and the serve settings. `admin`
@@ -254,7 +273,14 @@ async fn serve(args: ServeArgs, matches: &ArgMatches) -> Result<(), CliError> {
     tracing::info!(%address, database = store.backend(), "intake listening");
     // Scripts and tests read this line to find the port.
     crate::outln!("listening on http://{address}");
-    intake_server::serve(listener, state, worker, shutdown_signal())
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(settings.header_read_timeout_seconds.max(1)),
+        body_idle_timeout: Duration::from_secs(settings.body_idle_timeout_seconds.max(1)),
+        keep_alive_timeout: Duration::from_secs(settings.keep_alive_timeout_seconds.max(1)),
+        max_connections: settings.max_connections.max(1),
+        shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_seconds),
+    };
+    intake_server::serve(listener, state, worker, limits, shutdown_signal())
         .await
         .map_err(|e| CliError::Failed(format!("serving failed: {e}")))?;
     tracing::info!("intake stopped");

@@ -22,6 +22,7 @@ pub mod auth_cache;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod listener;
 pub mod request_id;
 pub mod routes;
 pub mod services;
@@ -74,11 +75,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the API on `listener` and runs one worker, until `shutdown` completes: then stops
-/// taking requests, lets the worker hand back what it holds, and returns.
+/// taking requests, lets the worker hand back what it holds, and returns. Connections are
+/// served under `limits` (timeouts, a cap, a shutdown deadline; see [`listener`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     worker_config: WorkerConfig,
+    limits: listener::ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // In the background: the first requests need not wait for it.
@@ -92,9 +95,7 @@ pub async fn serve(
     let worker = Worker::new(state.store.clone(), state.spool.clone(), worker_config);
     let worker = tokio::spawn(worker.run(worker_stopped));
     let app = router(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = listener::serve(listener, app, limits, shutdown).await;
     let _ = stop_worker.send(true);
     let _ = worker.await;
     served

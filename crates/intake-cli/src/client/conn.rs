@@ -405,7 +405,7 @@ impl Api {
         match outcome {
             Ok(reply) | Err(Attempt::Status(reply)) => Ok(Sent { reply, attempts }),
             Err(Attempt::Connect(e)) => Err(CliError::Unreachable(format!(
-                "{what}: {} ({attempts} tries)",
+                "could not connect: {what}: {} ({attempts} tries)",
                 error_chain(&e)
             ))),
             Err(Attempt::Fatal(e)) => Err(e),

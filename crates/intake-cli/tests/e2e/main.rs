@@ -4,6 +4,7 @@ mod api;
 mod api_hardening;
 mod cli;
 mod cluster;
+mod connections;
 mod hardening;
 mod harness;
 mod records;
