@@ -445,6 +445,11 @@ impl Api {
         ok(self.call(method, path_and_query, json).await?.reply)
     }
 
+    /// The integration id given by flag, environment or config file, if any.
+    pub fn given_integration_id(&self) -> Option<i64> {
+        self.integration_id
+    }
+
     /// The integration id: given, or the company's only integration.
     pub async fn integration_id(&self) -> Result<i64, CliError> {
         if let Some(id) = self.integration_id {

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 mod conn;
 mod offline;
+mod records;
 mod upload;
 
 use conn::{enc, ok, Api, CliError, ConnArgs};
@@ -38,6 +39,12 @@ pub enum ClientCommand {
     /// Register, show or delete the company's integration.
     #[command(subcommand)]
     Integration(IntegrationCommand),
+    /// Print every record of a type, as it stands or stood at a time, one JSON line each
+    /// (GET /intake/v1/records/{type}).
+    Records(records::RecordsArgs),
+    /// Print every version of one record, oldest first, with the upload it came from
+    /// (GET /intake/v1/records/{type}/{id}/versions).
+    History(records::HistoryArgs),
     /// Validate an LDJSON file offline with the server's rules; print every failed line.
     #[command(after_help = EXIT_CODES)]
     Validate(offline::ValidateArgs),
@@ -138,6 +145,8 @@ impl ClientCommand {
             ClientCommand::Upload(a) => Some(&mut a.conn),
             ClientCommand::Status(a) => Some(&mut a.conn),
             ClientCommand::Get(a) => Some(&mut a.conn),
+            ClientCommand::Records(a) => Some(a.conn_mut()),
+            ClientCommand::History(a) => Some(a.conn_mut()),
             ClientCommand::Schema(SchemaCommand::List { conn, .. })
             | ClientCommand::Schema(SchemaCommand::Upload { conn, .. })
             | ClientCommand::Integration(IntegrationCommand::Register { conn, .. })
@@ -162,6 +171,8 @@ pub async fn run(mut command: ClientCommand, matches: &ArgMatches) -> u8 {
         ClientCommand::Upload(args) => upload::upload(args).await,
         ClientCommand::Status(args) => upload::status(args).await,
         ClientCommand::Get(args) => get(args).await,
+        ClientCommand::Records(args) => records::records(args).await,
+        ClientCommand::History(args) => records::history(args).await,
         ClientCommand::Schema(SchemaCommand::List { object_type, conn }) => {
             schema_list(object_type, conn).await
         }

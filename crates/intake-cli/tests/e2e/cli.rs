@@ -1153,3 +1153,107 @@ async fn register_conflict_after_lost_response_finds_the_integration() {
         ("GET", "/v2/crm/integrations")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_and_history_commands() {
+    let site = Site::new(Backend::Sqlite).await.unwrap();
+    let server = site.start(&[]);
+    let dir = site.path();
+    let integration = server.register().await;
+    let first = write(
+        dir,
+        "first.ldjson",
+        concat!(
+            r#"{"objectId":"r1","modifiedDate":"2024-01-01T00:00:00Z","title":"old"}"#,
+            "\n",
+            r#"{"objectId":"r2","modifiedDate":"2024-01-01T00:00:00Z"}"#,
+            "\n",
+        ),
+    );
+    let second = write(
+        dir,
+        "second.ldjson",
+        concat!(
+            r#"{"objectId":"r1","modifiedDate":"2024-02-01T00:00:00Z","title":"new"}"#,
+            "\n",
+            r#"{"objectId":"r2","modifiedDate":"2024-02-01T00:00:00Z","isDeleted":true}"#,
+            "\n",
+        ),
+    );
+    for (file, crid) in [(&first, "first"), (&second, "second")] {
+        let out = run(
+            &server,
+            &[
+                "upload",
+                p(file),
+                "--type",
+                "CONTACT",
+                "--client-request-id",
+                crid,
+                "--wait",
+            ],
+        )
+        .await;
+        assert_eq!(code(&out), 0, "{}", show(&out));
+    }
+    assert!(integration > 0);
+
+    // Now: one record, one JSON line, ready to upload again.
+    let out = run(&server, &["records", "CONTACT"]).await;
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let now = json_lines(&out);
+    assert_eq!(now.len(), 1, "{}", show(&out));
+    assert_eq!(
+        (&now[0]["objectId"], &now[0]["title"]),
+        (&"r1".into(), &"new".into())
+    );
+    // As it stood in January: both, r1 still old; deleted ones when asked for.
+    let out = run(
+        &server,
+        &["records", "contact", "--as-of", "2024-01-15T00:00:00Z"],
+    )
+    .await;
+    let then = json_lines(&out);
+    assert_eq!(then.len(), 2, "{}", show(&out));
+    assert_eq!(then[0]["title"], "old");
+    let out = run(
+        &server,
+        &[
+            "records",
+            "CONTACT",
+            "--include-deleted",
+            "--page-size",
+            "1",
+        ],
+    )
+    .await;
+    let all = json_lines(&out);
+    assert_eq!(all.len(), 2, "{}", show(&out));
+    assert_eq!(all[1]["isDeleted"], true);
+    let out = run(&server, &["records", "CONTACT", "--json"]).await;
+    assert_eq!(json_one(&out)["records"]["currentPageSize"], 1);
+
+    // History: oldest first, where each version came from, which is current.
+    let out = run(&server, &["history", "CONTACT", "r1"]).await;
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("2024-01-01T00:00:00.000Z  from first line 1"),
+        "{text}"
+    );
+    assert!(lines[1].contains(r#""title":"old""#), "{text}");
+    assert!(
+        lines[2].starts_with("2024-02-01T00:00:00.000Z  from second line 1"),
+        "{text}"
+    );
+    assert!(lines[2].ends_with("[current]"), "{text}");
+    let out = run(&server, &["history", "CONTACT", "r2", "--json"]).await;
+    let versions = json_one(&out);
+    assert_eq!(versions["versions"][1]["isDeleted"], true);
+    // A record that never existed: the API's 404, exit 1.
+    let out = run(&server, &["history", "CONTACT", "nope"]).await;
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    assert!(stderr(&out).contains("No such record"), "{}", show(&out));
+}
