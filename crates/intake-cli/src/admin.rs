@@ -173,6 +173,19 @@ async fn execute(command: AdminCommand, matches: &ArgMatches) -> Result<(), CliE
             scopes,
             common,
         }) => {
+            if let Some(unknown) = scopes
+                .iter()
+                .find(|s| intake_model::wire::Scope::parse(s).is_none())
+            {
+                let known: Vec<&str> = intake_model::wire::Scope::TABLE
+                    .iter()
+                    .map(|(_, name)| *name)
+                    .collect();
+                return Err(CliError::Usage(format!(
+                    "unknown scope {unknown:?}; one of {}",
+                    known.join(", ")
+                )));
+            }
             let (_, store) = open_store(&common.data, matches).await?;
             let id = company_id(store.as_ref(), &company).await?;
             let token = auth::create_token(store.as_ref(), id, &scopes).await?;

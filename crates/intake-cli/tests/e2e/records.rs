@@ -516,6 +516,17 @@ async fn tenancy_scopes_and_the_intake_rate_limit(site: Site) {
             "--json",
         ],
     );
+    let unknown = site.intake(&[
+        "admin",
+        "token",
+        "create",
+        "--company",
+        "default",
+        "--scope",
+        "intake:reed",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("intake:read"));
     let read = bearer_get(
         &server,
         reader["token"].as_str().unwrap(),
