@@ -199,6 +199,16 @@ pub enum RequestState {
 }
 
 impl RequestState {
+    /// The wire name: `PENDING`, `IN_PROGRESS`, `DONE`, `FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "PENDING",
+            RequestState::InProgress => "IN_PROGRESS",
+            RequestState::Done => "DONE",
+            RequestState::Failed => "FAILED",
+        }
+    }
+
     /// DONE or FAILED: nothing more will change.
     pub fn is_final(self) -> bool {
         matches!(self, RequestState::Done | RequestState::Failed)
@@ -296,6 +306,17 @@ pub struct Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_states_are_named_as_serde_names_them() {
+        use RequestState::*;
+        for state in [Pending, InProgress, Done, Failed] {
+            assert_eq!(
+                serde_json::to_string(&state).unwrap(),
+                format!("\"{}\"", state.as_str())
+            );
+        }
+    }
 
     #[test]
     fn scopes_round_trip() {

@@ -98,6 +98,12 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The body as one of the wire contract's types (`intake_model::wire`).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, CliError> {
+        serde_json::from_str(&self.text)
+            .map_err(|e| CliError::Failed(format!("unexpected answer to {what}: {e}")))
+    }
+
     /// The `errors` of the error envelope, or a description of a body without them.
     pub fn errors(&self) -> Vec<String> {
         let listed: Vec<String> = self.body["errors"]
@@ -458,19 +464,16 @@ impl Api {
         let reply = self
             .call_ok(reqwest::Method::GET, "/v2/crm/integrations", None)
             .await?;
-        let list = reply.body["integrations"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let list = reply
+            .parse::<intake_model::wire::IntegrationList>("GET /v2/crm/integrations")?
+            .integrations;
         match list.as_slice() {
             [] => Err(CliError::Failed(
                 "no integration is registered: run `intake integration register --name NAME \
                  --owner-email EMAIL` first"
                     .into(),
             )),
-            [one] => one["integrationId"].as_i64().ok_or_else(|| {
-                CliError::Failed(format!("integration without a valid integrationId: {one}"))
-            }),
+            [one] => Ok(one.integration_id),
             _ => Err(CliError::Usage(
                 "the company has several integrations: choose one with --integration-id".into(),
             )),

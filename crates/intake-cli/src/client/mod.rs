@@ -431,19 +431,18 @@ async fn integration_get(conn: ConnArgs) -> Result<u8, CliError> {
         print_json(&reply.body);
         return Ok(crate::exit::OK);
     }
-    let list = reply.body["integrations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let list = reply
+        .parse::<intake_model::wire::IntegrationList>("GET /v2/crm/integrations")?
+        .integrations;
     if list.is_empty() {
         crate::outln!("No integration registered.");
     }
     for i in list {
         crate::outln!(
             "Integration {}: {} (owner {})",
-            i["integrationId"],
-            i["name"].as_str().unwrap_or(""),
-            i["ownerEmail"].as_str().unwrap_or("")
+            i.integration_id,
+            i.name,
+            i.owner_email
         );
     }
     Ok(crate::exit::OK)

@@ -332,12 +332,17 @@ pub async fn wait_for(
                 return Err(e);
             }
         };
-        let status = reply.body["status"].as_str().unwrap_or("?").to_string();
-        let done = reply.body["totalSuccessCount"].as_u64().unwrap_or(0)
-            + reply.body["totalErrorCount"].as_u64().unwrap_or(0);
-        bar.set_message(status.clone());
-        bar.set_position(done);
-        if status == "DONE" || status == "FAILED" {
+        let progress: intake_model::wire::RequestStatusReply =
+            match reply.parse("GET /v2/crm/request-status") {
+                Ok(progress) => progress,
+                Err(e) => {
+                    bar.finish_and_clear();
+                    return Err(e);
+                }
+            };
+        bar.set_message(progress.status.as_str());
+        bar.set_position(progress.total_success_count + progress.total_error_count);
+        if progress.status.is_final() {
             bar.finish_and_clear();
             return Ok(reply);
         }
