@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The reading side on a store of DEALS deals, ACCOUNTS accounts, USERS users and 20 stages,
+# on SQLite and on PostgreSQL: a page of records, one record's versions and, when the
+# server has it, the deal board (OPEN, and as of an earlier time). Each figure is the median
+# (and the slowest) of RUNS timed calls with curl over keep-alive-less HTTP. Prints a
+# Markdown table. See BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEALS=${DEALS:-500000}
+ACCOUNTS=${ACCOUNTS:-100000}
+USERS=${USERS:-5000}
+RUNS=${RUNS:-7}
+PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
+WORK=${BENCH_DIR:-$(mktemp -d /tmp/intake-reading.XXXXXX)}
+mkdir -p "$WORK"
+command -v psql >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq postgresql-client >/dev/null; }
+
+cargo build --release -q -p intake-cli
+BIN=$PWD/target/release/intake
+calc() { python3 -c "print($1)"; }
+
+echo "generating data in $WORK" >&2
+[ -s "$WORK/accounts.ldjson" ] || "$BIN" gen --type ACCOUNT --count "$ACCOUNTS" --seed 11 --output "$WORK/accounts.ldjson"
+[ -s "$WORK/users.ldjson" ] || "$BIN" gen --type BUSINESS_USER --count "$USERS" --seed 12 --output "$WORK/users.ldjson"
+[ -s "$WORK/deals.ldjson" ] || {
+  "$BIN" gen --type DEAL --count "$DEALS" --seed 13 --output "$WORK/deals-raw.ldjson"
+  # Deals that point at the generated accounts and users; one in 50 without an owner, so
+  # that the board has hidden deals to explain.
+  python3 - "$WORK" <<'EOF'
+import json, sys
+work = sys.argv[1]
+ids = lambda f: [json.loads(l)["objectId"] for l in open(f"{work}/{f}")]
+accounts, users = ids("accounts.ldjson"), ids("users.ldjson")
+with open(f"{work}/deals-raw.ldjson") as src, open(f"{work}/deals.ldjson", "w") as out:
+    for i, line in enumerate(src):
+        d = json.loads(line)
+        d["accountId"] = accounts[i % len(accounts)]
+        d["ownerId"] = users[i % len(users)]
+        if i % 50 == 0:
+            del d["ownerId"]
+        out.write(json.dumps(d, separators=(",", ":")) + "\n")
+EOF
+}
+[ -s "$WORK/stages.ldjson" ] || python3 - "$WORK" <<'EOF'
+import json, sys
+names = ["prospecting", "discovery", "qualification", "proposal", "negotiation", "won", "lost"]
+names += [f"extra-{k}" for k in range(20 - len(names))]
+with open(f"{sys.argv[1]}/stages.ldjson", "w") as out:
+    for k, n in enumerate(names):
+        out.write(json.dumps({"objectId": n, "name": n.title(), "sortOrder": k + 1,
+                              "modifiedDate": "2019-01-01T00:00:00Z"}) + "\n")
+EOF
+
+SERVER_PID=
+start_server() { # name database-url
+  local dir="$WORK/$1"
+  rm -rf "$dir"; mkdir -p "$dir"
+  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$dir" --database "$2" \
+    --rate-limit-per-second 0 --rate-limit-per-day 0 --intake-rate-limit-per-second 0 \
+    > "$dir/stdout" 2> "$dir/stderr" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do grep -q '^listening on' "$dir/stdout" 2>/dev/null && break; sleep 0.1; done
+  URL=$(sed -n 's/^listening on //p' "$dir/stdout")
+  KEY=$(python3 -c "import json;print(json.load(open('$dir/initial-credentials.json'))['accessKey'])")
+  SECRET=$(python3 -c "import json;print(json.load(open('$dir/initial-credentials.json'))['accessKeySecret'])")
+  ID=$(curl -sf -u "$KEY:$SECRET" -X PUT "$URL/v2/crm/integrations" -H 'content-type: application/json' \
+        -d '{"name":"bench","ownerEmail":"bench@example.com"}' | python3 -c "import json,sys;print(json.load(sys.stdin)['integrationId'])")
+}
+stop_server() { [ -z "$SERVER_PID" ] || { kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }; }
+trap stop_server EXIT
+
+upload_done() { # file type crid
+  curl -sf -u "$KEY:$SECRET" -F "dataFile=@$1" \
+    "$URL/v2/crm/entities?integrationId=$ID&objectType=$2&clientRequestId=$3" > /dev/null
+  while :; do
+    status=$(curl -sf -u "$KEY:$SECRET" "$URL/v2/crm/request-status?integrationId=$ID&clientRequestId=$3" \
+      | python3 -c "import json,sys;print(json.load(sys.stdin)['status'])")
+    [ "$status" = DONE ] || [ "$status" = FAILED ] && break
+    sleep 0.2
+  done
+}
+
+# timed PATH -> "median ms (max ms)" of RUNS calls, after one warm-up call; "–" when the
+# server does not serve PATH.
+timed() {
+  local code; code=$(curl -s -o /dev/null -w '%{http_code}' -u "$KEY:$SECRET" "$URL$1")
+  [ "$code" = 200 ] || { echo "– (HTTP $code)"; return; }
+  local times=()
+  for _ in $(seq "$RUNS"); do
+    times+=("$(curl -s -o /dev/null -w '%{time_total}' -u "$KEY:$SECRET" "$URL$1")")
+  done
+  python3 -c "import statistics,sys; t=[float(x)*1000 for x in sys.argv[1:]]; print(f'{statistics.median(t):.1f} ({max(t):.1f})')" "${times[@]}"
+}
+
+ROWS=()
+row() { ROWS+=("| $* |"); echo "| $* |" >&2; }
+row "backend | ingest DEAL records/s | records page of 100 (ms) | page 100 in the middle (ms) | versions of a deal (ms) | deal board OPEN (ms) | deal board OPEN asOf (ms)"
+row "--- | --- | --- | --- | --- | --- | ---"
+for backend in sqlite postgres; do
+  if [ $backend = sqlite ]; then
+    start_server "r-sqlite" "sqlite://$WORK/r-sqlite/intake.db"
+  else
+    psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS intake_bench_reading WITH (FORCE)" -c "CREATE DATABASE intake_bench_reading" > /dev/null
+    start_server "r-postgres" "${PG_ADMIN%/*}/intake_bench_reading"
+  fi
+  upload_done "$WORK/stages.ldjson" STAGE stages
+  upload_done "$WORK/users.ldjson" BUSINESS_USER users
+  upload_done "$WORK/accounts.ldjson" ACCOUNT accounts
+  t0=$(date +%s.%N)
+  upload_done "$WORK/deals.ldjson" DEAL deals
+  rate=$(calc "int($DEALS/($(date +%s.%N)-$t0))")
+  # Let an idle SQLite server merge its key tiers, as it would between uploads.
+  sleep 5
+  middle=$(sed -n "$((DEALS / 2))p" "$WORK/deals.ldjson" | python3 -c "import json,sys;print(json.load(sys.stdin)['objectId'])")
+  cursor=$(python3 -c "
+import base64, json, sys
+c = {'i': int(sys.argv[1]), 't': 'DEAL', 'o': None, 'd': False, 'a': sys.argv[2]}
+print(base64.urlsafe_b64encode(json.dumps(c, separators=(',', ':')).encode()).decode().rstrip('='))" "$ID" "$middle")
+  page=$(timed "/intake/v1/records/DEAL?limit=100")
+  page_middle=$(timed "/intake/v1/records/DEAL?limit=100&cursor=$cursor")
+  versions=$(timed "/intake/v1/records/DEAL/$middle/versions")
+  board=$(timed "/intake/v1/deal-board?status=OPEN")
+  board_as_of=$(timed "/intake/v1/deal-board?status=OPEN&asOf=2023-01-01T00:00:00Z")
+  row "$backend | $rate | $page | $page_middle | $versions | $board | $board_as_of"
+  stop_server
+done
+psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS intake_bench_reading WITH (FORCE)" > /dev/null
+
+echo
+echo "Machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r); $(date -u +%F)"
+echo "Store: $DEALS deals, $ACCOUNTS accounts, $USERS users, 20 stages; median (slowest) of $RUNS calls."
+echo
+printf '%s\n' "${ROWS[@]}"
