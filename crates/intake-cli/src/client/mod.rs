@@ -11,6 +11,7 @@ use clap::{ArgMatches, Args, Subcommand};
 use intake_model::ObjectType;
 use serde_json::{json, Value};
 
+mod board;
 mod conn;
 mod offline;
 mod upload;
@@ -38,6 +39,9 @@ pub enum ClientCommand {
     /// Register, show or delete the company's integration.
     #[command(subcommand)]
     Integration(IntegrationCommand),
+    /// Show the deal board: stages, their deals and totals, and the hidden deals and why.
+    #[command(after_help = EXIT_CODES)]
+    Board(board::BoardArgs),
     /// Validate an LDJSON file offline with the server's rules; print every failed line.
     #[command(after_help = EXIT_CODES)]
     Validate(offline::ValidateArgs),
@@ -138,6 +142,7 @@ impl ClientCommand {
             ClientCommand::Upload(a) => Some(&mut a.conn),
             ClientCommand::Status(a) => Some(&mut a.conn),
             ClientCommand::Get(a) => Some(&mut a.conn),
+            ClientCommand::Board(a) => Some(&mut a.conn),
             ClientCommand::Schema(SchemaCommand::List { conn, .. })
             | ClientCommand::Schema(SchemaCommand::Upload { conn, .. })
             | ClientCommand::Integration(IntegrationCommand::Register { conn, .. })
@@ -162,6 +167,7 @@ pub async fn run(mut command: ClientCommand, matches: &ArgMatches) -> u8 {
         ClientCommand::Upload(args) => upload::upload(args).await,
         ClientCommand::Status(args) => upload::status(args).await,
         ClientCommand::Get(args) => get(args).await,
+        ClientCommand::Board(args) => board::board(args).await,
         ClientCommand::Schema(SchemaCommand::List { object_type, conn }) => {
             schema_list(object_type, conn).await
         }

@@ -6,7 +6,7 @@ use intake_model::ObjectType;
 
 use super::tiers::{MAIN, RECENT};
 use super::SqliteStore;
-use crate::{IntegrationId, RecordState, RequestOrigin, RequestSeq, Result};
+use crate::{EachRecord, IntegrationId, RecordState, RequestOrigin, RequestSeq, Result};
 
 pub(super) async fn records_after(
     store: &SqliteStore,
@@ -70,4 +70,43 @@ pub(super) async fn request_origins(
     .fetch_all(&store.pool)
     .await?;
     Ok(rows.into_iter().map(|r| (r.seq, r)).collect())
+}
+
+/// Every record current and not deleted at `as_of`, one query per key tier: a version is
+/// a record's current one when no key of either tier, up to `as_of`, comes after it
+/// (a probe of each tier's primary key per version; bodies are read only for those).
+pub(super) async fn for_each_current(
+    store: &SqliteStore,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    as_of: i64,
+    each: &mut EachRecord<'_>,
+) -> Result<()> {
+    use futures_util::TryStreamExt;
+    let mut conn = store.pool.acquire().await?;
+    for tier in [MAIN, RECENT] {
+        let later = |other: &str| {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM {other} n WHERE n.integration_id = ?1 \
+                 AND n.object_type = ?2 AND n.object_id = k.object_id AND n.modified <= ?3 \
+                 AND (n.modified, n.seq) > (k.modified, k.seq))"
+            )
+        };
+        let sql = format!(
+            "SELECT k.object_id, v.body FROM {tier} k JOIN record_versions v ON v.id = k.version_id \
+             WHERE k.integration_id = ?1 AND k.object_type = ?2 AND k.modified <= ?3 \
+             AND {} AND {} AND v.deleted = 0",
+            later(MAIN),
+            later(RECENT)
+        );
+        let mut rows = sqlx::query_as::<_, (String, String)>(&sql)
+            .bind(integration)
+            .bind(object_type.code())
+            .bind(as_of)
+            .fetch(&mut *conn);
+        while let Some((id, body)) = rows.try_next().await? {
+            each(&id, &body);
+        }
+    }
+    Ok(())
 }
