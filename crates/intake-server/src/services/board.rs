@@ -18,7 +18,7 @@
 //!   objectId order).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use intake_model::wire::intake::{BoardColumn, BoardDeal, HiddenDeal};
 use intake_model::{format_timestamp, ObjectType};
@@ -124,106 +124,96 @@ pub async fn board(
     let as_of = records::as_of(params)?;
     let integration = records::integration(state, company, params).await?;
     let at = as_of.unwrap_or(i64::MAX);
+    let started = std::time::Instant::now();
 
     let stages = stages(state, integration, at).await?;
 
-    let mut shown: HashMap<String, Vec<Shown>> = HashMap::new();
-    let mut hidden: Vec<HiddenDeal> = Vec::new();
-    let mut corrupt = None;
-    state
-        .store
-        .for_each_current(integration, ObjectType::Deal, at, &mut |id, body| {
-            let deal: DealBody = match serde_json::from_str(body) {
-                Ok(deal) => deal,
-                Err(err) => {
-                    corrupt.get_or_insert_with(|| format!("DEAL {id}: {err}"));
+    // The deals, the accounts' names and the users' emails at once, each on its own
+    // connection.
+    let deals = async {
+        let mut shown: HashMap<String, Vec<Shown>> = HashMap::new();
+        let mut hidden: Vec<HiddenDeal> = Vec::new();
+        let mut corrupt = None;
+        state
+            .store
+            .for_each_current(integration, ObjectType::Deal, at, &mut |id, body| {
+                let deal: DealBody = match serde_json::from_str(body) {
+                    Ok(deal) => deal,
+                    Err(err) => {
+                        corrupt.get_or_insert_with(|| format!("DEAL {id}: {err}"));
+                        return;
+                    }
+                };
+                let status = deal.status.as_deref().unwrap_or("OPEN");
+                if wanted != "ALL" && status != wanted {
                     return;
                 }
-            };
-            let status = deal.status.as_deref().unwrap_or("OPEN");
-            if wanted != "ALL" && status != wanted {
-                return;
-            }
-            let mut reasons = Vec::new();
-            let account = present(&deal.account_id);
-            let owner = present(&deal.owner_id);
-            let close = present(&deal.close_date);
-            let stage = present(&deal.stage);
-            if account.is_none() {
-                reasons.push("missing accountId".to_owned());
-            }
-            if owner.is_none() {
-                reasons.push("missing ownerId".to_owned());
-            }
-            if close.is_none() {
-                reasons.push("missing closeDate".to_owned());
-            }
-            match stage {
-                None => reasons.push("missing stage".to_owned()),
-                Some(stage) if !stages.contains_key(stage) => {
-                    reasons.push(format!("unknown stage [{stage}]"));
+                let mut reasons = Vec::new();
+                let account = present(&deal.account_id);
+                let owner = present(&deal.owner_id);
+                let close = present(&deal.close_date);
+                let stage = present(&deal.stage);
+                if account.is_none() {
+                    reasons.push("missing accountId".to_owned());
                 }
-                Some(_) => {}
-            }
-            let name = deal.name.map(Cow::into_owned);
-            match (account, owner, close, stage) {
-                (Some(account), Some(owner), Some(close), Some(stage)) if reasons.is_empty() => {
-                    let deal = Shown {
-                        object_id: id.to_owned(),
-                        name,
-                        account_id: account.to_owned(),
-                        owner_id: owner.to_owned(),
-                        amount: deal.amount.map_or("0", RawValue::get).to_owned(),
-                        close_date: close.to_owned(),
-                        status: status.to_owned(),
-                    };
-                    match shown.get_mut(stage) {
-                        Some(deals) => deals.push(deal),
-                        None => {
-                            shown.insert(stage.to_owned(), vec![deal]);
+                if owner.is_none() {
+                    reasons.push("missing ownerId".to_owned());
+                }
+                if close.is_none() {
+                    reasons.push("missing closeDate".to_owned());
+                }
+                match stage {
+                    None => reasons.push("missing stage".to_owned()),
+                    Some(stage) if !stages.contains_key(stage) => {
+                        reasons.push(format!("unknown stage [{stage}]"));
+                    }
+                    Some(_) => {}
+                }
+                let name = deal.name.map(Cow::into_owned);
+                match (account, owner, close, stage) {
+                    (Some(account), Some(owner), Some(close), Some(stage))
+                        if reasons.is_empty() =>
+                    {
+                        let deal = Shown {
+                            object_id: id.to_owned(),
+                            name,
+                            account_id: account.to_owned(),
+                            owner_id: owner.to_owned(),
+                            amount: deal.amount.map_or("0", RawValue::get).to_owned(),
+                            close_date: close.to_owned(),
+                            status: status.to_owned(),
+                        };
+                        match shown.get_mut(stage) {
+                            Some(deals) => deals.push(deal),
+                            None => {
+                                shown.insert(stage.to_owned(), vec![deal]);
+                            }
                         }
                     }
+                    _ => hidden.push(HiddenDeal {
+                        object_id: id.to_owned(),
+                        name,
+                        reasons,
+                    }),
                 }
-                _ => hidden.push(HiddenDeal {
-                    object_id: id.to_owned(),
-                    name,
-                    reasons,
-                }),
-            }
-        })
-        .await?;
-    if let Some(corrupt) = corrupt {
-        return Err(ApiError::internal(format!("undecodable body: {corrupt}")));
-    }
-
-    let accounts: HashSet<&str> = shown
-        .values()
-        .flatten()
-        .map(|d| d.account_id.as_str())
-        .collect();
-    let account_names = names(
-        state,
-        integration,
-        ObjectType::Account,
-        at,
-        &accounts,
-        |b| serde_json::from_str::<AccountBody>(b).map(|a| a.name.map(Cow::into_owned)),
-    )
-    .await?;
-    let owners: HashSet<&str> = shown
-        .values()
-        .flatten()
-        .map(|d| d.owner_id.as_str())
-        .collect();
-    let owner_emails = names(
-        state,
-        integration,
-        ObjectType::BusinessUser,
-        at,
-        &owners,
-        |b| serde_json::from_str::<UserBody>(b).map(|u| u.email_address.map(Cow::into_owned)),
-    )
-    .await?;
+            })
+            .await?;
+        match corrupt {
+            Some(corrupt) => Err(ApiError::internal(format!("undecodable body: {corrupt}"))),
+            None => Ok((shown, hidden)),
+        }
+    };
+    let (deals, account_names, owner_emails) = tokio::try_join!(
+        deals,
+        names(state, integration, ObjectType::Account, at, |b| {
+            serde_json::from_str::<AccountBody>(b).map(|a| a.name.map(Cow::into_owned))
+        }),
+        names(state, integration, ObjectType::BusinessUser, at, |b| {
+            serde_json::from_str::<UserBody>(b).map(|u| u.email_address.map(Cow::into_owned))
+        }),
+    )?;
+    let (mut shown, mut hidden) = deals;
+    let read = started.elapsed();
 
     let mut columns: Vec<(&String, &Stage)> = stages
         .iter()
@@ -268,6 +258,11 @@ pub async fn board(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     hidden.sort_by(|a, b| a.object_id.cmp(&b.object_id));
+    tracing::debug!(
+        ?read,
+        built = ?started.elapsed(),
+        "deal board"
+    );
     Ok(Board {
         as_of: as_of.map(format_timestamp),
         stages: columns,
@@ -309,36 +304,32 @@ async fn stages(
     }
 }
 
-/// One text field of each record of `object_type` among `ids` that exists and is not
-/// deleted at `at` (`None` inside when the record has no such field).
+/// One text field of each record of `object_type` that exists and is not deleted at `at`
+/// (`None` inside when the record has no such field).
 async fn names(
     state: &AppState,
     integration: IntegrationId,
     object_type: ObjectType,
     at: i64,
-    ids: &HashSet<&str>,
     field: fn(&str) -> serde_json::Result<Option<String>>,
 ) -> Result<HashMap<String, Option<String>>, ApiError> {
     let mut found = HashMap::new();
     let mut corrupt = None;
-    if ids.is_empty() {
-        return Ok(found);
-    }
     state
         .store
-        .for_each_current(integration, object_type, at, &mut |id, body| {
-            if !ids.contains(id) {
-                return;
-            }
-            match field(body) {
+        .for_each_current(
+            integration,
+            object_type,
+            at,
+            &mut |id, body| match field(body) {
                 Ok(value) => {
                     found.insert(id.to_owned(), value);
                 }
                 Err(err) => {
                     corrupt.get_or_insert_with(|| format!("{} {id}: {err}", object_type.as_str()));
                 }
-            }
-        })
+            },
+        )
         .await?;
     match corrupt {
         Some(corrupt) => Err(ApiError::internal(format!("undecodable body: {corrupt}"))),

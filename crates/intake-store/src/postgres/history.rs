@@ -88,17 +88,10 @@ pub(super) async fn for_each_current(
     .bind(object_type.code())
     .bind(as_of)
     .fetch(&store.pool);
-    let mut last: Option<(String, bool, String)> = None;
+    let mut last = crate::rows::LastVersions::new(each);
     while let Some(row) = rows.try_next().await? {
-        if let Some((id, deleted, body)) = last.take() {
-            if id != row.0 && !deleted {
-                each(&id, &body);
-            }
-        }
-        last = Some(row);
+        last.push(row);
     }
-    if let Some((id, false, body)) = last {
-        each(&id, &body);
-    }
+    last.finish();
     Ok(())
 }

@@ -31,11 +31,20 @@ pub struct SqliteStore {
     rates: rates::RateWindows,
     reports: report_cache::ReportCache,
     tiers: tiers::KeyTiers,
+    /// Rows per chunk of `for_each_current` (see `history::CHUNK`).
+    current_chunk: std::sync::atomic::AtomicI64,
 }
 
 crate::delegate::impl_store!(SqliteStore, "sqlite");
 
 impl SqliteStore {
+    /// For tests: the rows per chunk of `for_each_current` (tests use small numbers, so
+    /// that chunks end inside a record's versions).
+    pub fn set_current_chunk(&self, rows: i64) {
+        self.current_chunk
+            .store(rows.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub async fn open(url: &str) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -61,6 +70,7 @@ impl SqliteStore {
             rates: rates::RateWindows::default(),
             reports: report_cache::ReportCache::default(),
             tiers,
+            current_chunk: std::sync::atomic::AtomicI64::new(history::CHUNK),
         })
     }
 

@@ -100,14 +100,24 @@ async fn answers(store: &SqliteStore, iid: IntegrationId) -> Vec<String> {
     // Every record current at a time, in one streaming query: the same as the listing's
     // records that are not deleted then.
     for as_of in [998, 999, 1000, i64::MAX] {
-        let mut each = Vec::new();
-        store
-            .for_each_current(iid, ObjectType::Contact, as_of, &mut |id, body| {
-                each.push(format!("{id} {body}"));
-            })
-            .await
-            .unwrap();
-        each.sort();
+        // In chunks of any size (chunks that end inside a record's versions included).
+        let mut by_chunk = Vec::new();
+        for chunk in [1, 2, 7, 500] {
+            store.set_current_chunk(chunk);
+            let mut each = Vec::new();
+            store
+                .for_each_current(iid, ObjectType::Contact, as_of, &mut |id, body| {
+                    each.push(format!("{id} {body}"));
+                })
+                .await
+                .unwrap();
+            each.sort();
+            by_chunk.push(each);
+        }
+        let each = by_chunk.pop().unwrap();
+        for other in by_chunk {
+            assert_eq!(other, each, "as of {as_of}");
+        }
         let listed: Vec<String> = store
             .records_after(iid, ObjectType::Contact, "", 1000, as_of)
             .await
