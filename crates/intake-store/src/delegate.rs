@@ -259,6 +259,15 @@ macro_rules! impl_store {
             ) -> $crate::Result<Vec<(String, Option<$crate::RecordState>)>> {
                 history::records_after(self, integration, object_type, after, count, as_of).await
             }
+            async fn for_each_current(
+                &self,
+                integration: $crate::IntegrationId,
+                object_type: intake_model::ObjectType,
+                as_of: i64,
+                each: &mut $crate::EachRecord<'_>,
+            ) -> $crate::Result<()> {
+                history::for_each_current(self, integration, object_type, as_of, each).await
+            }
             async fn request_origins(
                 &self,
                 seqs: &[$crate::RequestSeq],

@@ -291,6 +291,9 @@ pub struct RequestOrigin {
     pub accepted_at: i64,
 }
 
+/// What [`Store::for_each_current`] hands each record to: (objectId, body).
+pub type EachRecord<'a> = dyn FnMut(&str, &str) + Send + 'a;
+
 /// Lost the lease: another worker has taken the request over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseLost;
@@ -460,6 +463,17 @@ pub trait Store: Send + Sync + 'static {
         count: usize,
         as_of: i64,
     ) -> Result<Vec<(String, Option<RecordState>)>>;
+    /// Every record of one type that exists and is not deleted at `as_of` (unix seconds):
+    /// each one's latest version whose modifiedDate is at most `as_of`, handed to `each` as
+    /// (objectId, body), in no particular order. One streaming query per backend; nothing
+    /// is collected, so a type of any size costs only what `each` keeps.
+    async fn for_each_current(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        as_of: i64,
+        each: &mut EachRecord<'_>,
+    ) -> Result<()>;
     /// The `clientRequestId` and acceptance time of each of these requests that exists.
     async fn request_origins(
         &self,

@@ -185,6 +185,34 @@ impl ReportHead {
     }
 }
 
+/// Reduces (objectId, deleted, body) rows in key order (objectId, modified, seq) to each
+/// record's last version, handing those not deleted to `each`.
+pub(crate) struct LastVersions<'a, 'b> {
+    last: Option<(String, bool, String)>,
+    each: &'a mut crate::EachRecord<'b>,
+}
+
+impl<'a, 'b> LastVersions<'a, 'b> {
+    pub(crate) fn new(each: &'a mut crate::EachRecord<'b>) -> Self {
+        LastVersions { last: None, each }
+    }
+
+    pub(crate) fn push(&mut self, row: (String, bool, String)) {
+        if let Some((id, deleted, body)) = self.last.take() {
+            if id != row.0 && !deleted {
+                (self.each)(&id, &body);
+            }
+        }
+        self.last = Some(row);
+    }
+
+    pub(crate) fn finish(mut self) {
+        if let Some((id, false, body)) = self.last.take() {
+            (self.each)(&id, &body);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

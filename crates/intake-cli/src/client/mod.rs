@@ -11,6 +11,7 @@ use clap::{ArgMatches, Args, Subcommand};
 use intake_model::ObjectType;
 use serde_json::{json, Value};
 
+mod board;
 mod conn;
 mod offline;
 mod records;
@@ -45,6 +46,9 @@ pub enum ClientCommand {
     /// Print every version of one record, oldest first, with the upload it came from
     /// (GET /intake/v1/records/{type}/{id}/versions).
     History(records::HistoryArgs),
+    /// Show the deal board: stages, their deals and totals, and the hidden deals and why.
+    #[command(after_help = EXIT_CODES)]
+    Board(board::BoardArgs),
     /// Validate an LDJSON file offline with the server's rules; print every failed line.
     #[command(after_help = EXIT_CODES)]
     Validate(offline::ValidateArgs),
@@ -147,6 +151,7 @@ impl ClientCommand {
             ClientCommand::Get(a) => Some(&mut a.conn),
             ClientCommand::Records(a) => Some(a.conn_mut()),
             ClientCommand::History(a) => Some(a.conn_mut()),
+            ClientCommand::Board(a) => Some(&mut a.conn),
             ClientCommand::Schema(SchemaCommand::List { conn, .. })
             | ClientCommand::Schema(SchemaCommand::Upload { conn, .. })
             | ClientCommand::Integration(IntegrationCommand::Register { conn, .. })
@@ -173,6 +178,7 @@ pub async fn run(mut command: ClientCommand, matches: &ArgMatches) -> u8 {
         ClientCommand::Get(args) => get(args).await,
         ClientCommand::Records(args) => records::records(args).await,
         ClientCommand::History(args) => records::history(args).await,
+        ClientCommand::Board(args) => board::board(args).await,
         ClientCommand::Schema(SchemaCommand::List { object_type, conn }) => {
             schema_list(object_type, conn).await
         }

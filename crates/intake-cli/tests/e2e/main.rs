@@ -2,6 +2,7 @@
 
 mod api;
 mod api_hardening;
+mod board;
 mod cli;
 mod cluster;
 mod connections;

@@ -58,3 +58,57 @@ pub struct VersionsReply {
     pub request_id: String,
     pub versions: Vec<VersionInfo>,
 }
+
+/// `GET /intake/v1/deal-board` 200: the columns, then every deal of the status asked that
+/// is not shown and why.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DealBoard {
+    pub request_id: String,
+    /// The `asOf` asked, as ISO-8601 UTC with milliseconds; `null` for the board as it
+    /// stands now.
+    pub as_of: Option<String>,
+    pub stages: Vec<BoardColumn>,
+    pub hidden: Vec<HiddenDeal>,
+}
+
+/// One column of the deal board: a stage and the deals shown in it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BoardColumn {
+    pub object_id: String,
+    pub name: Option<String>,
+    pub sort_order: i64,
+    pub is_active: bool,
+    pub deal_count: usize,
+    /// The sum of the deals' amounts (as f64), a JSON number.
+    pub total_amount: Box<RawValue>,
+    pub deals: Vec<BoardDeal>,
+}
+
+/// A deal shown on the board.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BoardDeal {
+    pub object_id: String,
+    pub name: Option<String>,
+    pub account_id: String,
+    /// `null` when the account is unknown or deleted.
+    pub account_name: Option<String>,
+    pub owner_id: String,
+    /// `null` when the user is unknown or deleted.
+    pub owner_email: Option<String>,
+    /// As it was stored (the text sent).
+    pub amount: Box<RawValue>,
+    pub close_date: String,
+    pub status: String,
+}
+
+/// A deal of the status asked that the board does not show, with every reason.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HiddenDeal {
+    pub object_id: String,
+    pub name: Option<String>,
+    pub reasons: Vec<String>,
+}

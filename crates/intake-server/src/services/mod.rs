@@ -1,6 +1,7 @@
 //! What each operation does, apart from HTTP: the handlers in [`crate::routes`] extract the
 //! inputs, call one function here and map its result to the wire.
 
+pub mod board;
 pub mod entities;
 pub mod integrations;
 pub mod records;

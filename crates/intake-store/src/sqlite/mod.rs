@@ -36,11 +36,20 @@ pub struct SqliteStore {
     /// (0: none set; `u64::MAX`: lifted).
     #[cfg(feature = "testing")]
     page_limit: std::sync::atomic::AtomicU64,
+    /// Rows per chunk of `for_each_current` (see `history::CHUNK`).
+    current_chunk: std::sync::atomic::AtomicI64,
 }
 
 crate::delegate::impl_store!(SqliteStore, "sqlite");
 
 impl SqliteStore {
+    /// For tests: the rows per chunk of `for_each_current` (tests use small numbers, so
+    /// that chunks end inside a record's versions).
+    pub fn set_current_chunk(&self, rows: i64) {
+        self.current_chunk
+            .store(rows.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub async fn open(url: &str) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -69,6 +78,7 @@ impl SqliteStore {
             tiers,
             #[cfg(feature = "testing")]
             page_limit: std::sync::atomic::AtomicU64::new(0),
+            current_chunk: std::sync::atomic::AtomicI64::new(history::CHUNK),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! takes an [`IntakeCaller`](crate::extract::IntakeCaller), counted against the intake
 //! API's own rate limit.
 
+pub mod board;
 pub mod records;
 
 use axum::routing::get;
@@ -11,6 +12,7 @@ use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/deal-board", get(board::deal_board))
         .route("/records/{object_type}", get(records::list))
         .route("/records/{object_type}/{object_id}", get(records::one))
         .route(
