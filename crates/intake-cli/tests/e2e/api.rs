@@ -9,7 +9,7 @@ use intake_model::wire::{
 };
 
 use crate::backend_tests;
-use crate::harness::{spool_files, Reply, Server, Site};
+use crate::harness::{spool_files, spool_files_once_settled, Reply, Server, Site};
 
 backend_tests!(
     integration_lifecycle,
@@ -669,7 +669,7 @@ async fn file_rules_and_line_numbers(site: Site) {
     assert_eq!(blank.body["status"], "DONE");
     assert_eq!(blank.body["totalSuccessCount"], 0);
     // The spool is emptied once processed.
-    assert!(spool_files(site.path()).is_empty());
+    assert!(spool_files_once_settled(site.path()).await.is_empty());
 }
 
 async fn request_status_lists_twenty_errors(site: Site) {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backend_tests;
-use crate::harness::{spool_files, Backend, Server, Site};
+use crate::harness::{spool_files, spool_files_once_settled, Backend, Server, Site};
 
 backend_tests!(
     worker_survives_a_nul_line,
@@ -72,7 +72,7 @@ async fn worker_survives_a_nul_line(site: Site) {
     );
     let later = wait_final(&server, id, "later", Duration::from_secs(60)).await;
     assert_eq!(later.status, RequestState::Done, "{later:?}");
-    assert!(spool_files(site.path()).is_empty());
+    assert!(spool_files_once_settled(site.path()).await.is_empty());
 }
 
 async fn revoked_key_stops_within_the_cache_time(site: Site) {

@@ -312,6 +312,18 @@ impl Server {
     }
 }
 
+/// The spool files left once the worker has had up to 5 s to remove what it finished: a
+/// request is DONE when its transaction commits, and its spool file goes just after.
+pub async fn spool_files_once_settled(dir: &Path) -> Vec<PathBuf> {
+    for _ in 0..100 {
+        if spool_files(dir).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    spool_files(dir)
+}
+
 pub fn spool_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir.join("spool"))
         .map(|entries| entries.map(|e| e.unwrap().path()).collect())
