@@ -1,4 +1,4 @@
-//! The API of API.md, operation by operation, on both backends.
+//! The API of docs/API.md, operation by operation, on both backends.
 
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! The deal board, `GET /intake/v1/deal-board` (docs/INTAKE-API.md, "The deal board"), and
+//! The deal board, `GET /intake/v1/deal-board` (docs/API.md), and
 //! `intake board`: every rule of the contract on both backends.
 
 use std::time::Duration;

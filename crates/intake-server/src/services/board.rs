@@ -1,6 +1,6 @@
 //! The deal board (`GET /intake/v1/deal-board`): the stages as columns with the deals shown
 //! in each, and every deal of the status asked that is not shown, with why. The rules are
-//! docs/INTAKE-API.md's "The deal board".
+//! docs/API.md's deal board section.
 //!
 //! Each type is read in one streaming query ([`intake_store::Store::for_each_current`]) and
 //! each body parsed only for the fields the board needs (borrowed where it can be).
