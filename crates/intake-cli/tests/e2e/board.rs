@@ -568,28 +568,9 @@ async fn board_bad_parameters(site: Site) {
     }
 }
 
-fn created(site: &Site, args: &[&str]) -> Value {
-    let out = site.intake(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 async fn board_tenancy_and_scope(site: Site) {
     let (server, integration) = seeded(&site).await;
-    created(&site, &["admin", "company", "create", "other", "--json"]);
-    let key = created(
-        &site,
-        &["admin", "key", "create", "--company", "other", "--json"],
-    );
-    let other = Server::with_credentials(
-        &server,
-        key["accessKey"].as_str().unwrap(),
-        key["accessKeySecret"].as_str().unwrap(),
-    );
+    let other = site.other_company(&server, "other");
     let none = other.get("/intake/v1/deal-board").await;
     assert_eq!(none.status, 404);
     assert_eq!(none.error(), "No active integration");
@@ -616,24 +597,7 @@ async fn board_tenancy_and_scope(site: Site) {
     assert_eq!(board(&server, "").await, open_board());
 
     // Bearer tokens: intake:read is needed.
-    let token = |scope: &str| {
-        created(
-            &site,
-            &[
-                "admin",
-                "token",
-                "create",
-                "--company",
-                "default",
-                "--scope",
-                scope,
-                "--json",
-            ],
-        )["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let token = |scope: &str| site.token(scope);
     let call = |token: String| {
         let request = server
             .http

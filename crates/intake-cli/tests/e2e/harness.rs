@@ -58,6 +58,43 @@ impl Site {
         Command::new(BIN).args(&all).output().expect("run intake")
     }
 
+    /// Runs an `intake admin ... --json` command that must succeed; its JSON.
+    pub fn admin_json(&self, args: &[&str]) -> Value {
+        let out = self.intake(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// A new bearer token of company `default` with one scope.
+    pub fn token(&self, scope: &str) -> String {
+        let created = self.admin_json(&[
+            "admin",
+            "token",
+            "create",
+            "--company",
+            "default",
+            "--scope",
+            scope,
+            "--json",
+        ]);
+        created["token"].as_str().unwrap().to_owned()
+    }
+
+    /// `server` as seen by a new company `name` with an access key of its own.
+    pub fn other_company(&self, server: &Server, name: &str) -> Server {
+        self.admin_json(&["admin", "company", "create", name, "--json"]);
+        let key = self.admin_json(&["admin", "key", "create", "--company", name, "--json"]);
+        Server::with_credentials(
+            server,
+            key["accessKey"].as_str().unwrap(),
+            key["accessKeySecret"].as_str().unwrap(),
+        )
+    }
+
     pub fn data_args(&self) -> Vec<String> {
         vec![
             "--data-dir".into(),

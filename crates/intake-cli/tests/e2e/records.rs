@@ -399,16 +399,6 @@ async fn bad_inputs_name_the_parameter(site: Site) {
     assert_eq!(same.body["objects"][0]["objectId"], "b1");
 }
 
-fn admin_json(site: &Site, args: &[&str]) -> Value {
-    let out = site.intake(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 async fn bearer_get(server: &Server, token: &str, path: &str) -> Reply {
     Reply::from(
         server
@@ -463,16 +453,7 @@ async fn tenancy_scopes_and_the_intake_rate_limit(site: Site) {
 
     // Another company sees none of it: no integration of its own, and this one's id is
     // unknown to it.
-    admin_json(&site, &["admin", "company", "create", "other", "--json"]);
-    let key = admin_json(
-        &site,
-        &["admin", "key", "create", "--company", "other", "--json"],
-    );
-    let other = Server::with_credentials(
-        &server,
-        key["accessKey"].as_str().unwrap(),
-        key["accessKeySecret"].as_str().unwrap(),
-    );
+    let other = site.other_company(&server, "other");
     let theirs = other.get("/intake/v1/records/CONTACT").await;
     assert_eq!(
         (theirs.status, theirs.error()),
@@ -490,32 +471,8 @@ async fn tenancy_scopes_and_the_intake_rate_limit(site: Site) {
 
     // Tokens: intake:read reads; a CRM-only token is refused, the scope named.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let reader = admin_json(
-        &site,
-        &[
-            "admin",
-            "token",
-            "create",
-            "--company",
-            "default",
-            "--scope",
-            "intake:read",
-            "--json",
-        ],
-    );
-    let crm_only = admin_json(
-        &site,
-        &[
-            "admin",
-            "token",
-            "create",
-            "--company",
-            "default",
-            "--scope",
-            "api:crm:upload",
-            "--json",
-        ],
-    );
+    let reader = site.token("intake:read");
+    let crm_only = site.token("api:crm:upload");
     let unknown = site.intake(&[
         "admin",
         "token",
@@ -529,17 +486,12 @@ async fn tenancy_scopes_and_the_intake_rate_limit(site: Site) {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("intake:read"));
     let read = bearer_get(
         &server,
-        reader["token"].as_str().unwrap(),
+        &reader,
         "/intake/v1/records/CONTACT/secret/versions",
     )
     .await;
     assert_eq!(read.status, 200, "{:?}", read.body);
-    let refused = bearer_get(
-        &server,
-        crm_only["token"].as_str().unwrap(),
-        "/intake/v1/records/CONTACT",
-    )
-    .await;
+    let refused = bearer_get(&server, &crm_only, "/intake/v1/records/CONTACT").await;
     assert_eq!(refused.status, 401);
     assert_eq!(
         refused.error(),
