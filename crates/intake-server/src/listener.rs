@@ -306,6 +306,19 @@ impl AsyncRead for TimedIo {
     }
 }
 
+impl TimedIo {
+    /// After a write: a response still being written keeps an idle connection alive.
+    fn wrote(&mut self, written: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = written {
+            if *n > 0 && matches!(self.phase(), Phase::Idle { .. }) {
+                self.set_phase(Phase::Idle {
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+}
+
 impl AsyncWrite for TimedIo {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -314,16 +327,7 @@ impl AsyncWrite for TimedIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.stream).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = written {
-            if n > 0 {
-                if let Phase::Idle { .. } = this.phase() {
-                    // A response still being written keeps the connection alive.
-                    this.set_phase(Phase::Idle {
-                        since: Instant::now(),
-                    });
-                }
-            }
-        }
+        this.wrote(&written);
         written
     }
 
@@ -342,15 +346,7 @@ impl AsyncWrite for TimedIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = written {
-            if n > 0 {
-                if let Phase::Idle { .. } = this.phase() {
-                    this.set_phase(Phase::Idle {
-                        since: Instant::now(),
-                    });
-                }
-            }
-        }
+        this.wrote(&written);
         written
     }
 
