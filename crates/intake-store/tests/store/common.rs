@@ -44,6 +44,16 @@ impl Site {
     }
 }
 
+/// Company `acme` with its integration: (company id, integration id).
+pub async fn acme(store: &dyn Store) -> (CompanyId, IntegrationId) {
+    let company = store.create_company("acme").await.unwrap();
+    let integration = store
+        .register_integration(company.id, "crm", "a@b.c")
+        .await
+        .unwrap();
+    (company.id, integration.id)
+}
+
 pub fn field(name: &str, ty: &str) -> FieldDef {
     serde_json::from_value(serde_json::json!({"uniqueName": name, "label": name, "type": ty}))
         .unwrap()

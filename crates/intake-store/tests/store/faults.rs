@@ -7,7 +7,7 @@ use std::time::Duration;
 use intake_store::sqlite::SqliteStore;
 use intake_store::{Batch, ClaimedWork, RequestStatus, Store};
 
-use crate::common::{apply_and_finish, record, upload, Site};
+use crate::common::{acme, apply_and_finish, record, upload, Site};
 
 /// `n` CONTACT records of about 1 KiB each, from line `first`.
 fn big_batch(first: u64, n: u64) -> Batch {
@@ -30,15 +30,10 @@ fn big_batch(first: u64, n: u64) -> Batch {
 async fn a_full_disk_stops_the_work_until_there_is_room_again() {
     let site = Site::sqlite();
     let store = SqliteStore::open(&site.url).await.unwrap();
-    let company = store.create_company("acme").await.unwrap();
-    let iid = store
-        .register_integration(company.id, "crm", "a@b.c")
-        .await
-        .unwrap()
-        .id;
+    let (company, iid) = acme(&store).await;
     let lease = Duration::from_secs(60);
     store
-        .insert_upload(&upload(company.id, iid, "u1"))
+        .insert_upload(&upload(company, iid, "u1"))
         .await
         .unwrap();
     let work: ClaimedWork = store.claim_work("w", lease).await.unwrap().unwrap();
@@ -55,7 +50,7 @@ async fn a_full_disk_stops_the_work_until_there_is_room_again() {
     // Nothing of the failed batches stayed.
     assert_eq!(
         store
-            .request_report(company.id, "u1")
+            .request_report(company, "u1")
             .await
             .unwrap()
             .unwrap()
@@ -73,25 +68,17 @@ async fn a_full_disk_stops_the_work_until_there_is_room_again() {
     store.limit_growth_for_tests(None).await.unwrap();
     apply_and_finish(&store, &work, &big_batch(1, 500)).await;
     store
-        .insert_upload(&upload(company.id, iid, "u2"))
+        .insert_upload(&upload(company, iid, "u2"))
         .await
         .unwrap();
     let next = store.claim_work("w", lease).await.unwrap().unwrap();
     apply_and_finish(&store, &next, &big_batch(501, 10)).await;
-    let report = store
-        .request_report(company.id, "u1")
-        .await
-        .unwrap()
-        .unwrap();
+    let report = store.request_report(company, "u1").await.unwrap().unwrap();
     assert_eq!(
         (report.status, report.success_count),
         (RequestStatus::Done, 500)
     );
-    let report = store
-        .request_report(company.id, "u2")
-        .await
-        .unwrap()
-        .unwrap();
+    let report = store.request_report(company, "u2").await.unwrap().unwrap();
     assert_eq!(
         (report.status, report.success_count),
         (RequestStatus::Done, 510)
@@ -109,14 +96,9 @@ async fn a_full_disk_stops_the_work_until_there_is_room_again() {
 async fn an_unreadable_row_is_corrupt_not_missing() {
     let site = Site::sqlite();
     let store = SqliteStore::open(&site.url).await.unwrap();
-    let company = store.create_company("acme").await.unwrap();
-    let iid = store
-        .register_integration(company.id, "crm", "a@b.c")
-        .await
-        .unwrap()
-        .id;
+    let (company, iid) = acme(&store).await;
     store
-        .insert_upload(&upload(company.id, iid, "u1"))
+        .insert_upload(&upload(company, iid, "u1"))
         .await
         .unwrap();
     let look = sqlx::SqlitePool::connect(&site.url).await.unwrap();
@@ -133,7 +115,7 @@ async fn an_unreadable_row_is_corrupt_not_missing() {
         .execute(&look)
         .await
         .unwrap();
-    let report = store.request_report(company.id, "u1").await;
+    let report = store.request_report(company, "u1").await;
     assert!(
         matches!(report, Err(intake_store::StoreError::Corrupt(_))),
         "{report:?}"
@@ -142,7 +124,7 @@ async fn an_unreadable_row_is_corrupt_not_missing() {
         .execute(&look)
         .await
         .unwrap();
-    let found = store.find_integration(company.id, iid).await;
+    let found = store.find_integration(company, iid).await;
     assert!(
         matches!(found, Err(intake_store::StoreError::Corrupt(_))),
         "{found:?}"

@@ -9,7 +9,7 @@ use intake_store::sqlite::SqliteStore;
 use intake_store::{Batch, ClaimedWork, CompanyId, IntegrationId, Store};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
-use crate::common::{apply_and_finish, record, upload};
+use crate::common::{acme, apply_and_finish, record, upload};
 
 struct TempDb(tempfile::TempDir);
 
@@ -130,14 +130,9 @@ async fn answers(store: &SqliteStore, iid: IntegrationId) -> Vec<String> {
 async fn merging_the_key_tiers_changes_no_answer() {
     let db = TempDb::new();
     let store = open(&db).await;
-    let company = store.create_company("acme").await.unwrap();
-    let iid = store
-        .register_integration(company.id, "crm", "a@b.c")
-        .await
-        .unwrap()
-        .id;
+    let (company, iid) = acme(&store).await;
     for round in 0..3 {
-        store_upload(&store, company.id, iid, round).await;
+        store_upload(&store, company, iid, round).await;
     }
     let expected = answers(&store, iid).await;
     assert_eq!(store.key_tiers(), (0, 120));
@@ -170,7 +165,7 @@ async fn merging_the_key_tiers_changes_no_answer() {
 
     // Over the forced threshold, a merge runs to the end while work waits.
     store.set_merge_tuning(15, 30);
-    store_upload(&store, company.id, iid, 3).await;
+    store_upload(&store, company, iid, 3).await;
     assert_eq!(store.key_tiers(), (120, 40));
     let mut forced_steps = 0;
     while store.maintain(false).await.unwrap() {
@@ -178,7 +173,7 @@ async fn merging_the_key_tiers_changes_no_answer() {
     }
     assert_eq!((forced_steps, store.key_tiers()), (3, (160, 0)));
     // Fewer recent keys than the threshold (here 41): no forced merge; at 10, one is.
-    store_upload(&store, company.id, iid, 4).await;
+    store_upload(&store, company, iid, 4).await;
     store.set_merge_tuning(15, 41);
     assert!(!store.maintain(false).await.unwrap());
     assert_eq!(store.key_tiers(), (160, 40));
@@ -201,7 +196,7 @@ async fn merging_the_key_tiers_changes_no_answer() {
 
     // A replayed batch adds no version.
     let before_replay = store.key_tiers();
-    let work = claim_new_upload(&store, company.id, iid, "replay").await;
+    let work = claim_new_upload(&store, company, iid, "replay").await;
     let batch = Batch {
         records: vec![(1, record("c01", Some(5000), false, r#"{"objectId":"c01"}"#))],
         checkpoint_line: 1,
