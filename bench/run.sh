@@ -34,22 +34,7 @@ for t in contact deal; do
   [ -s "$WORK/$t.csv" ] || python3 bench/ldjson_to_csv.py 1 < "$WORK/$t.ldjson" > "$WORK/$t.csv"
 done
 
-SERVER_PID=
-start_server() { # name database-url
-  local dir="$WORK/$1"
-  rm -rf "$dir"; mkdir -p "$dir"
-  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$dir" --database "$2" \
-    --rate-limit-per-second 0 --rate-limit-per-day 0 > "$dir/stdout" 2> "$dir/stderr" &
-  SERVER_PID=$!
-  for _ in $(seq 100); do grep -q '^listening on' "$dir/stdout" 2>/dev/null && break; sleep 0.1; done
-  URL=$(sed -n 's/^listening on //p' "$dir/stdout")
-  KEY=$(python3 -c "import json;print(json.load(open('$dir/initial-credentials.json'))['accessKey'])")
-  SECRET=$(python3 -c "import json;print(json.load(open('$dir/initial-credentials.json'))['accessKeySecret'])")
-  ID=$(curl -sf -u "$KEY:$SECRET" -X PUT "$URL/v2/crm/integrations" -H 'content-type: application/json' \
-        -d '{"name":"bench","ownerEmail":"bench@example.com"}' | python3 -c "import json,sys;print(json.load(sys.stdin)['integrationId'])")
-}
-stop_server() { [ -z "$SERVER_PID" ] || { kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null || true; }; }
-trap stop_server EXIT
+source bench/server.sh
 peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status"; }
 
 # upload FILE TYPE CRID ROWS -> sets T201 TDONE RATE
