@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use crate::types::reference_to;
 use crate::{FieldDef, FieldType, ObjectType};
 
+pub mod associations;
 pub mod intake;
 
 /// What a bearer token may do; an access key may do everything.
@@ -38,11 +39,15 @@ pub enum Scope {
     IntakeRead,
     /// The writes of `/intake/v1`: cancel, webhooks, settings.
     IntakeWrite,
+    /// Gong's data-privacy look-ups.
+    DataPrivacyRead,
+    /// Gong's data-privacy erasure.
+    DataPrivacyDelete,
 }
 
 impl Scope {
     /// Every scope with its wire name: the one table both directions read.
-    pub const TABLE: [(Scope, &'static str); 8] = [
+    pub const TABLE: [(Scope, &'static str); 10] = [
         (Scope::CrmUpload, "api:crm:upload"),
         (Scope::CrmGetObjects, "api:crm:get-objects"),
         (Scope::IntegrationRegister, "api:crm:integration:register"),
@@ -51,6 +56,8 @@ impl Scope {
         (Scope::CrmSchema, "api:crm:schema"),
         (Scope::IntakeRead, "intake:read"),
         (Scope::IntakeWrite, "intake:write"),
+        (Scope::DataPrivacyRead, "api:data-privacy:read"),
+        (Scope::DataPrivacyDelete, "api:data-privacy:delete"),
     ];
 
     pub fn as_str(self) -> &'static str {

@@ -46,6 +46,12 @@ pub enum ApiError {
     NoObjectIds,
     /// The schema upload's every problem.
     InvalidSchema(Vec<String>),
+    /// A body with these problems (each named in the client's terms).
+    InvalidBody(Vec<String>),
+    /// A batch of more activities than the limit.
+    TooManyActivities {
+        limit: usize,
+    },
     /// The schema upload cannot replace the stored one.
     SchemaConflict(String),
     MissingDataFile,
@@ -153,7 +159,11 @@ impl ApiError {
                 "Request body must be a JSON array of object ids (strings)".into(),
             ),
             NoObjectIds => (bad, "No object ids given".into()),
-            InvalidSchema(errors) => return (bad, errors.clone()),
+            InvalidSchema(errors) | InvalidBody(errors) => return (bad, errors.clone()),
+            TooManyActivities { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body holds more than the limit of {limit} activities"),
+            ),
             SchemaConflict(why) => (bad, why.clone()),
             MissingDataFile => (bad, "dataFile part is missing".into()),
             EmptyDataFile => (bad, "dataFile is empty".into()),

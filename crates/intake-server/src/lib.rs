@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(envelope::middleware));
     Router::new()
         .nest("/v2/crm", routes::gong::router())
+        .nest("/v2/data-privacy", routes::gong::privacy_router())
         .nest("/intake/v1", routes::intake::router())
         .route("/health", get(health))
         .fallback(not_found)

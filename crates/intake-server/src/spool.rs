@@ -147,6 +147,13 @@ impl SpoolWriter {
         self.file.write_all(chunk).await
     }
 
+    /// The file as written so far, opened for reading (for a body that is read back and
+    /// never committed: it is removed when this writer is dropped).
+    pub async fn read_back(&mut self) -> std::io::Result<File> {
+        self.file.flush().await?;
+        File::open(&self.part_path).await
+    }
+
     /// Makes the file durable under its final name and returns that name.
     pub async fn commit(mut self) -> std::io::Result<String> {
         self.file.flush().await?;

@@ -275,6 +275,44 @@ macro_rules! impl_store {
             {
                 history::request_origins(self, seqs).await
             }
+
+            async fn read_snapshot(
+                &self,
+                integration: $crate::IntegrationId,
+            ) -> $crate::Result<Box<dyn $crate::ReadSnapshot>> {
+                lookups::read_snapshot(self, integration).await
+            }
+            async fn domain_settings(
+                &self,
+                integration: $crate::IntegrationId,
+            ) -> $crate::Result<$crate::DomainSettings> {
+                lookups::settings(self, integration).await
+            }
+            async fn put_domain_settings(
+                &self,
+                integration: $crate::IntegrationId,
+                settings: &$crate::DomainSettings,
+            ) -> $crate::Result<()> {
+                for domain in settings
+                    .internal_domains
+                    .iter()
+                    .chain(&settings.excluded_domains)
+                {
+                    $crate::text::storable("domain", domain)?;
+                }
+                lookups::put_settings(self, integration, settings).await
+            }
+            async fn erase_records(
+                &self,
+                integration: $crate::IntegrationId,
+                records: &[(intake_model::ObjectType, String)],
+                asked: &str,
+            ) -> $crate::Result<u64> {
+                if !$crate::text::can_be_stored(asked) {
+                    return Ok(0);
+                }
+                lookups::erase_records(self, integration, records, asked).await
+            }
         }
     };
 }

@@ -15,12 +15,15 @@ use intake_model::{FieldDef, LineError, ObjectType, SchemaPlan, ValidRecord};
 
 pub mod auth;
 mod delegate;
+pub mod lookups;
 pub mod postgres;
 mod rows;
 mod same_sql;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use lookups::{DomainSettings, LookupHit, ReadSnapshot};
 mod text;
 
 pub type CompanyId = i64;
@@ -479,6 +482,28 @@ pub trait Store: Send + Sync + 'static {
         &self,
         seqs: &[RequestSeq],
     ) -> Result<HashMap<RequestSeq, RequestOrigin>>;
+
+    // --- associations ---------------------------------------------------------------
+    /// A read-only snapshot of one integration's records and look-up keys.
+    async fn read_snapshot(&self, integration: IntegrationId) -> Result<Box<dyn ReadSnapshot>>;
+    /// The integration's `internalDomains` and `excludedDomains` (empty when never set).
+    async fn domain_settings(&self, integration: IntegrationId) -> Result<DomainSettings>;
+    /// Replaces them.
+    async fn put_domain_settings(
+        &self,
+        integration: IntegrationId,
+        settings: &DomainSettings,
+    ) -> Result<()>;
+    /// Erases these records completely, as a data-privacy request asks: every version,
+    /// every look-up key, and, in the stored errors of the integration's requests, every
+    /// description that quotes `asked` or an email or phone number of the erased versions
+    /// (the description is replaced). Done when it returns. Returns the versions erased.
+    async fn erase_records(
+        &self,
+        integration: IntegrationId,
+        records: &[(ObjectType, String)],
+        asked: &str,
+    ) -> Result<u64>;
 }
 
 /// Opens the store a database URL names: `sqlite://PATH` (created if missing) or

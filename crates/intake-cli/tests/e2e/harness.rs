@@ -332,6 +332,45 @@ impl Server {
         panic!("request {crid} did not finish");
     }
 
+    /// Uploads one LDJSON line per object (each with `modifiedDate` `modified` unless it
+    /// has one) and waits until the request is DONE with no failed line.
+    pub async fn put_objects(
+        &self,
+        integration: i64,
+        object_type: &str,
+        crid: &str,
+        modified: &str,
+        objects: &[Value],
+    ) {
+        let mut text = String::new();
+        for object in objects {
+            let mut object = object.clone();
+            if object.get("modifiedDate").is_none() {
+                object["modifiedDate"] = Value::String(modified.to_owned());
+            }
+            text.push_str(&object.to_string());
+            text.push('\n');
+        }
+        let reply = self.upload(integration, object_type, crid, text).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+        let done = self.wait_done(integration, crid).await;
+        assert_eq!(done.body["status"], "DONE", "{:?}", done.body);
+        assert_eq!(
+            done.body["totalErrorCount"]
+                .as_u64()
+                .expect("totalErrorCount"),
+            0,
+            "{:?}",
+            done.body
+        );
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path_and_query: &str, body: &Value) -> Reply {
+        self.send(self.req(reqwest::Method::POST, path_and_query).json(body))
+            .await
+    }
+
     pub async fn objects(&self, integration: i64, object_type: &str, ids: &[&str]) -> Value {
         let reply = self
             .send(

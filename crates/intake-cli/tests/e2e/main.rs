@@ -2,6 +2,7 @@
 
 mod api;
 mod api_hardening;
+mod associations;
 mod board;
 mod cli;
 mod cluster;

@@ -1,9 +1,12 @@
 //! What each operation does, apart from HTTP: the handlers in [`crate::routes`] extract the
 //! inputs, call one function here and map its result to the wire.
 
+pub mod association_batch;
+pub mod associations;
 pub mod board;
 pub mod entities;
 pub mod integrations;
+pub mod privacy;
 pub mod records;
 pub mod schema;
 pub mod status;

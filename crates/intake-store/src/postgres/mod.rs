@@ -20,6 +20,7 @@ mod admin;
 mod copy;
 mod history;
 mod integrations;
+mod lookups;
 mod notify;
 mod queue;
 mod rates;
@@ -73,10 +74,12 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore {
+        let store = PgStore {
             pool,
             work_signal: OnceCell::new(),
-        })
+        };
+        lookups::backfill(&store).await?;
+        Ok(store)
     }
 }
 

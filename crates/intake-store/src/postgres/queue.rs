@@ -126,10 +126,11 @@ pub(super) async fn apply_batch(
     worker: &str,
     batch: &Batch,
 ) -> Result<Result<(), LeaseLost>> {
-    let object_type = match &work.kind {
-        WorkKind::Upload { object_type, .. } => object_type.code(),
+    let upload_type = match &work.kind {
+        WorkKind::Upload { object_type, .. } => *object_type,
         WorkKind::DeleteIntegration => return Ok(Err(LeaseLost)),
     };
+    let object_type = upload_type.code();
     let mut tx = store.pool.begin().await?;
     // The lease check takes the request's row lock first; nothing is written unless the
     // lease is ours.
@@ -167,6 +168,13 @@ pub(super) async fn apply_batch(
             }
             Err(err) => return Err(err.into()),
         }
+        super::lookups::insert(
+            &mut tx,
+            work.integration_id,
+            upload_type,
+            batch.records.iter().map(|(_, record)| record),
+        )
+        .await?;
     }
     if !batch.errors.is_empty() {
         let lines: Vec<i64> = batch.errors.iter().map(|e| e.line as i64).collect();

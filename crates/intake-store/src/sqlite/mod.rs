@@ -13,6 +13,7 @@ use crate::Result;
 mod admin;
 mod history;
 mod integrations;
+mod lookups;
 mod queue;
 mod rates;
 mod records;
@@ -69,7 +70,7 @@ impl SqliteStore {
             .connect_with(options.pragma("cache_size", "-2048"))
             .await?;
         let tiers = tiers::KeyTiers::load(&pool).await?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             pool,
             writer,
             new_work: Notify::new(),
@@ -79,7 +80,9 @@ impl SqliteStore {
             #[cfg(feature = "testing")]
             page_limit: std::sync::atomic::AtomicU64::new(0),
             current_chunk: std::sync::atomic::AtomicI64::new(history::CHUNK),
-        })
+        };
+        lookups::backfill(&store).await?;
+        Ok(store)
     }
 }
 

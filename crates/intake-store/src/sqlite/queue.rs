@@ -166,13 +166,14 @@ pub(super) async fn apply_batch(
         tx.rollback().await?;
         return Ok(Err(lost));
     }
-    let object_type = match &work.kind {
-        WorkKind::Upload { object_type, .. } => object_type.code(),
+    let upload_type = match &work.kind {
+        WorkKind::Upload { object_type, .. } => *object_type,
         WorkKind::DeleteIntegration => {
             tx.rollback().await?;
             return Ok(Err(LeaseLost));
         }
     };
+    let object_type = upload_type.code();
     // Bodies are appended under ids of their own; their keys go to the recent tier.
     let first_id: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM record_versions")
         .fetch_one(&mut *tx)
@@ -212,6 +213,13 @@ pub(super) async fn apply_batch(
     .execute(&mut *tx)
     .await?;
     let counts = tiers::count_keys(&mut tx, 0, next_id - first_id).await?;
+    super::lookups::insert(
+        &mut tx,
+        work.integration_id,
+        upload_type,
+        new_records.iter().map(|(_, record)| record),
+    )
+    .await?;
     for error in &batch.errors {
         sqlx::query(
             "INSERT OR IGNORE INTO request_errors (seq, line, description) VALUES (?, ?, ?)",

@@ -63,4 +63,12 @@ impl ReportCache {
             inner.by_name.remove(&name);
         }
     }
+
+    /// Drops every entry (a change that may touch any request's listed errors).
+    pub(super) fn forget_all(&self) {
+        let mut inner = self.inner.lock().expect("report cache poisoned");
+        inner.generation += 1;
+        inner.by_name.clear();
+        inner.name_of.clear();
+    }
 }

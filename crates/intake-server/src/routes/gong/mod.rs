@@ -2,6 +2,7 @@
 
 pub mod entities;
 pub mod integrations;
+pub mod privacy;
 pub mod schema;
 pub mod status;
 pub mod upload;
@@ -25,4 +26,14 @@ pub fn router() -> Router<AppState> {
         .route("/entity-schema", get(schema::list).post(schema::upload))
         .route("/entities", get(entities::get).post(upload::upload))
         .route("/request-status", get(status::request_status))
+}
+
+/// The routes under `/v2/data-privacy`.
+pub fn privacy_router() -> Router<AppState> {
+    use axum::routing::post;
+    Router::new()
+        .route("/data-for-email-address", get(privacy::data_for_email))
+        .route("/data-for-phone-number", get(privacy::data_for_phone))
+        .route("/erase-data-for-email-address", post(privacy::erase_email))
+        .route("/erase-data-for-phone-number", post(privacy::erase_phone))
 }

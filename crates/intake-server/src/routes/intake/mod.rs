@@ -2,16 +2,23 @@
 //! takes an [`IntakeCaller`](crate::extract::IntakeCaller), counted against the intake
 //! API's own rate limit.
 
+pub mod associations;
 pub mod board;
 pub mod records;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/associations", post(associations::associate))
+        .route("/associations/batch", post(associations::batch))
+        .route(
+            "/settings",
+            get(associations::get_settings).put(associations::put_settings),
+        )
         .route("/deal-board", get(board::deal_board))
         .route("/records/{object_type}", get(records::list))
         .route("/records/{object_type}/{object_id}", get(records::one))

@@ -1,0 +1,272 @@
+//! The look-up keys and domain settings of the associations, one snapshot's reads, and the
+//! erasure of people (see `crate::lookups`).
+
+use intake_model::associate::LookupKind;
+use intake_model::{ObjectType, ValidRecord};
+use sqlx::{PgConnection, Postgres};
+
+use super::PgStore;
+use crate::lookups::{batch_keys, DomainSettings, LookupHit, ReadSnapshot, ERASED_DESCRIPTION};
+use crate::{IntegrationId, RecordState, Result, StoreError};
+
+/// Writes the keys of a batch's versions inside its transaction: one insert of arrays.
+pub(super) async fn insert(
+    tx: &mut PgConnection,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    records: impl IntoIterator<Item = &ValidRecord>,
+) -> Result<()> {
+    let mut rows = batch_keys(object_type, records);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    rows.sort_unstable();
+    let kinds: Vec<i16> = rows.iter().map(|r| r.0).collect();
+    let keys: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    sqlx::query(
+        "INSERT INTO lookup_keys (integration_id, kind, key, object_type, object_id) \
+         SELECT $1, k.kind, k.key, $2, k.object_id \
+         FROM UNNEST($3::smallint[], $4::text[], $5::text[]) AS k(kind, key, object_id) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(integration)
+    .bind(object_type.code())
+    .bind(kinds)
+    .bind(keys)
+    .bind(ids)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Fills the keys of versions stored before the look-ups existed, once, when the store
+/// opens. Several instances opening at once may both do it; the keys absorb that.
+pub(super) async fn backfill(store: &PgStore) -> Result<()> {
+    let done: Option<bool> =
+        sqlx::query_scalar("SELECT done FROM store_upkeep WHERE name = 'lookup_keys'")
+            .fetch_optional(&store.pool)
+            .await?;
+    if done != Some(false) {
+        return Ok(());
+    }
+    tracing::info!("filling the association look-up keys of the stored versions");
+    let mut after: (i64, i16, String, i64, i64) = (i64::MIN, i16::MIN, String::new(), 0, 0);
+    loop {
+        type Row = (i64, i16, String, i64, i64, bool, String);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT integration_id, object_type, object_id, modified, seq, deleted, body \
+             FROM record_versions \
+             WHERE (integration_id, object_type, object_id, modified, seq) > ($1, $2, $3, $4, $5) \
+             ORDER BY integration_id, object_type, object_id, modified, seq LIMIT 5000",
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(&after.2)
+        .bind(after.3)
+        .bind(after.4)
+        .fetch_all(&store.pool)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = (last.0, last.1, last.2.clone(), last.3, last.4);
+        let mut tx = store.pool.begin().await?;
+        for (integration, code, object_id, _, _, deleted, body) in rows {
+            let Some(object_type) = ObjectType::from_code(code) else {
+                continue;
+            };
+            let record = ValidRecord {
+                object_id,
+                modified: None,
+                deleted,
+                body,
+            };
+            insert(&mut tx, integration, object_type, [&record]).await?;
+        }
+        tx.commit().await?;
+    }
+    sqlx::query("UPDATE store_upkeep SET done = true WHERE name = 'lookup_keys'")
+        .execute(&store.pool)
+        .await?;
+    Ok(())
+}
+
+/// Removes an integration's keys and settings inside the purge's transaction.
+pub(super) async fn purge(tx: &mut PgConnection, integration: IntegrationId) -> Result<()> {
+    for table in ["lookup_keys", "integration_settings"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = $1"))
+            .bind(integration)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn settings(
+    store: &PgStore,
+    integration: IntegrationId,
+) -> Result<DomainSettings> {
+    let text: Option<String> =
+        sqlx::query_scalar("SELECT settings FROM integration_settings WHERE integration_id = $1")
+            .bind(integration)
+            .fetch_optional(&store.pool)
+            .await?;
+    text.map_or(Ok(DomainSettings::default()), |t| {
+        DomainSettings::decode(&t)
+    })
+}
+
+pub(super) async fn put_settings(
+    store: &PgStore,
+    integration: IntegrationId,
+    settings: &DomainSettings,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO integration_settings (integration_id, settings) VALUES ($1, $2) \
+         ON CONFLICT (integration_id) DO UPDATE SET settings = excluded.settings",
+    )
+    .bind(integration)
+    .bind(settings.encode())
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+/// A `REPEATABLE READ` read-only transaction: one snapshot for every statement in it.
+struct Snapshot {
+    tx: sqlx::Transaction<'static, Postgres>,
+    integration: IntegrationId,
+}
+
+pub(super) async fn read_snapshot(
+    store: &PgStore,
+    integration: IntegrationId,
+) -> Result<Box<dyn ReadSnapshot>> {
+    let mut tx = store.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(Box::new(Snapshot { tx, integration }))
+}
+
+#[async_trait::async_trait]
+impl ReadSnapshot for Snapshot {
+    async fn lookup(&mut self, kind: LookupKind, keys: &[String]) -> Result<Vec<LookupHit>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, i16, String)> = sqlx::query_as(
+            "SELECT key, object_type, object_id FROM lookup_keys \
+             WHERE integration_id = $1 AND kind = $2 AND key = ANY($3)",
+        )
+        .bind(self.integration)
+        .bind(kind.code())
+        .bind(keys)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter()
+            .map(|(key, code, object_id)| {
+                let object_type = ObjectType::from_code(code)
+                    .ok_or_else(|| StoreError::Corrupt(format!("object type {code}")))?;
+                Ok(LookupHit {
+                    key,
+                    object_type,
+                    object_id,
+                })
+            })
+            .collect()
+    }
+
+    async fn states(
+        &mut self,
+        object_type: ObjectType,
+        wanted: &[(String, i64)],
+    ) -> Result<Vec<Option<RecordState>>> {
+        let mut found = vec![None; wanted.len()];
+        if wanted.is_empty() {
+            return Ok(found);
+        }
+        let ids: Vec<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
+        let at: Vec<i64> = wanted.iter().map(|w| w.1).collect();
+        let rows: Vec<(i64, i64, bool, String)> = sqlx::query_as(
+            "SELECT w.n, v.modified, v.deleted, v.body \
+             FROM UNNEST($3::text[], $4::bigint[]) WITH ORDINALITY AS w(id, at, n) \
+             CROSS JOIN LATERAL ( \
+                 SELECT modified, deleted, body FROM record_versions \
+                 WHERE integration_id = $1 AND object_type = $2 AND object_id = w.id \
+                 AND modified <= w.at ORDER BY modified DESC, seq DESC LIMIT 1 \
+             ) v",
+        )
+        .bind(self.integration)
+        .bind(object_type.code())
+        .bind(ids)
+        .bind(at)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for (n, modified, deleted, body) in rows {
+            if let Some(slot) = found.get_mut(n as usize - 1) {
+                *slot = Some(RecordState {
+                    modified,
+                    deleted,
+                    body,
+                });
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Erases these records completely in one transaction (see `Store::erase_records`). The
+/// deleted rows are unreadable at once; their space is reclaimed by (auto)vacuum.
+pub(super) async fn erase_records(
+    store: &PgStore,
+    integration: IntegrationId,
+    records: &[(ObjectType, String)],
+    asked: &str,
+) -> Result<u64> {
+    let mut tx = store.pool.begin().await?;
+    let mut bodies = Vec::new();
+    let mut versions = 0u64;
+    for (object_type, object_id) in records {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM record_versions \
+             WHERE integration_id = $1 AND object_type = $2 AND object_id = $3 \
+             RETURNING body",
+        )
+        .bind(integration)
+        .bind(object_type.code())
+        .bind(object_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        versions += rows.len() as u64;
+        for body in rows {
+            for (kind, key) in intake_model::associate::lookup_keys(*object_type, &body) {
+                sqlx::query(
+                    "DELETE FROM lookup_keys WHERE integration_id = $1 AND kind = $2 AND key = $3 \
+                     AND object_type = $4 AND object_id = $5",
+                )
+                .bind(integration)
+                .bind(kind.code())
+                .bind(key)
+                .bind(object_type.code())
+                .bind(object_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            bodies.push((*object_type, body));
+        }
+    }
+    for quoted in crate::lookups::quoted_values(asked, &bodies) {
+        sqlx::query(
+            "UPDATE request_errors SET description = $1 \
+             WHERE strpos(lower(description), lower($2)) > 0 \
+             AND seq IN (SELECT seq FROM requests WHERE integration_id = $3)",
+        )
+        .bind(ERASED_DESCRIPTION)
+        .bind(quoted)
+        .bind(integration)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(versions)
+}

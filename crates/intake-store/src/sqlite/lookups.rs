@@ -1,0 +1,328 @@
+//! The look-up keys and domain settings of the associations, one snapshot's reads, and the
+//! erasure of people (see `crate::lookups`).
+
+use intake_model::associate::LookupKind;
+use intake_model::{ObjectType, ValidRecord};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::tiers::{self, MAIN, RECENT};
+use super::SqliteStore;
+use crate::lookups::{batch_keys, DomainSettings, LookupHit, ReadSnapshot, ERASED_DESCRIPTION};
+use crate::{IntegrationId, RecordState, Result, StoreError};
+
+/// Rows per multi-row insert (5 binds each, well under SQLite's 32,766).
+const ROWS_PER_INSERT: usize = 1000;
+
+/// Writes the keys of a batch's versions inside its transaction.
+pub(super) async fn insert(
+    tx: &mut SqliteConnection,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    records: impl IntoIterator<Item = &ValidRecord>,
+) -> Result<()> {
+    let mut rows = batch_keys(object_type, records);
+    // In key order, so each insert walks the index forward.
+    rows.sort_unstable();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO lookup_keys (integration_id, kind, key, object_type, object_id) ",
+        );
+        insert.push_values(chunk, |mut row, (kind, key, object_id)| {
+            row.push_bind(integration)
+                .push_bind(*kind)
+                .push_bind(key)
+                .push_bind(object_type.code())
+                .push_bind(*object_id);
+        });
+        insert.build().persistent(true).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Fills the keys of versions stored before the look-ups existed, once, when the store opens.
+pub(super) async fn backfill(store: &SqliteStore) -> Result<()> {
+    let done: Option<bool> =
+        sqlx::query_scalar("SELECT done FROM store_upkeep WHERE name = 'lookup_keys'")
+            .fetch_optional(&store.writer)
+            .await?;
+    if done != Some(false) {
+        return Ok(());
+    }
+    tracing::info!("filling the association look-up keys of the stored versions");
+    let mut after = 0i64;
+    loop {
+        let rows: Vec<(i64, i64, i64, String, bool, String)> = sqlx::query_as(
+            "SELECT id, integration_id, object_type, object_id, deleted, body \
+             FROM record_versions WHERE id > ? ORDER BY id LIMIT 5000",
+        )
+        .bind(after)
+        .fetch_all(&store.writer)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        let mut tx = store.begin_write().await?;
+        for (_, integration, code, object_id, deleted, body) in rows {
+            let Some(object_type) = i16::try_from(code).ok().and_then(ObjectType::from_code) else {
+                continue;
+            };
+            let record = ValidRecord {
+                object_id,
+                modified: None,
+                deleted,
+                body,
+            };
+            insert(&mut tx, integration, object_type, [&record]).await?;
+        }
+        tx.commit().await?;
+    }
+    sqlx::query("UPDATE store_upkeep SET done = 1 WHERE name = 'lookup_keys'")
+        .execute(&store.writer)
+        .await?;
+    Ok(())
+}
+
+/// Removes an integration's keys and settings, a step at a time (returns the rows removed).
+pub(super) async fn purge_step(store: &SqliteStore, integration: IntegrationId) -> Result<u64> {
+    let mut tx = store.begin_write().await?;
+    let removed = sqlx::query(
+        "DELETE FROM lookup_keys WHERE (integration_id, kind, key, object_type, object_id) IN \
+         (SELECT integration_id, kind, key, object_type, object_id FROM lookup_keys \
+          WHERE integration_id = ? LIMIT 20000)",
+    )
+    .bind(integration)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM integration_settings WHERE integration_id = ?")
+        .bind(integration)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(removed)
+}
+
+pub(super) async fn settings(
+    store: &SqliteStore,
+    integration: IntegrationId,
+) -> Result<DomainSettings> {
+    let text: Option<String> =
+        sqlx::query_scalar("SELECT settings FROM integration_settings WHERE integration_id = ?")
+            .bind(integration)
+            .fetch_optional(&store.pool)
+            .await?;
+    text.map_or(Ok(DomainSettings::default()), |t| {
+        DomainSettings::decode(&t)
+    })
+}
+
+pub(super) async fn put_settings(
+    store: &SqliteStore,
+    integration: IntegrationId,
+    settings: &DomainSettings,
+) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO integration_settings (integration_id, settings) VALUES (?, ?) \
+         ON CONFLICT (integration_id) DO UPDATE SET settings = excluded.settings",
+    )
+    .bind(integration)
+    .bind(settings.encode())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// One read transaction on a reading connection: SQLite's WAL gives it one snapshot from
+/// its first read on.
+struct Snapshot {
+    tx: sqlx::Transaction<'static, Sqlite>,
+    integration: IntegrationId,
+}
+
+pub(super) async fn read_snapshot(
+    store: &SqliteStore,
+    integration: IntegrationId,
+) -> Result<Box<dyn ReadSnapshot>> {
+    let mut tx = store.pool.begin().await?;
+    // The snapshot starts here, not at the first look-up.
+    sqlx::query("SELECT 1 FROM store_upkeep LIMIT 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(Box::new(Snapshot { tx, integration }))
+}
+
+#[async_trait::async_trait]
+impl ReadSnapshot for Snapshot {
+    async fn lookup(&mut self, kind: LookupKind, keys: &[String]) -> Result<Vec<LookupHit>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT key, object_type, object_id FROM lookup_keys \
+             WHERE integration_id = ? AND kind = ? AND key IN (SELECT value FROM json_each(?))",
+        )
+        .bind(self.integration)
+        .bind(kind.code())
+        .bind(serde_json::to_string(keys).expect("strings serialize"))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter()
+            .map(|(key, code, object_id)| {
+                let object_type = i16::try_from(code)
+                    .ok()
+                    .and_then(ObjectType::from_code)
+                    .ok_or_else(|| StoreError::Corrupt(format!("object type {code}")))?;
+                Ok(LookupHit {
+                    key,
+                    object_type,
+                    object_id,
+                })
+            })
+            .collect()
+    }
+
+    async fn states(
+        &mut self,
+        object_type: ObjectType,
+        wanted: &[(String, i64)],
+    ) -> Result<Vec<Option<RecordState>>> {
+        let mut found = vec![None; wanted.len()];
+        if wanted.is_empty() {
+            return Ok(found);
+        }
+        let rows: Vec<(i64, i64, bool, String)> = sqlx::query_as(
+            "SELECT j.key, v.modified, v.deleted, v.body FROM json_each(?3) j \
+             JOIN record_versions v ON v.id = ( \
+                 SELECT version_id FROM all_version_keys k \
+                 WHERE k.integration_id = ?1 AND k.object_type = ?2 \
+                 AND k.object_id = json_extract(j.value, '$[0]') \
+                 AND k.modified <= json_extract(j.value, '$[1]') \
+                 ORDER BY k.modified DESC, k.seq DESC LIMIT 1)",
+        )
+        .bind(self.integration)
+        .bind(object_type.code())
+        .bind(serde_json::to_string(wanted).expect("pairs serialize"))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for (index, modified, deleted, body) in rows {
+            if let Some(slot) = found.get_mut(index as usize) {
+                *slot = Some(RecordState {
+                    modified,
+                    deleted,
+                    body,
+                });
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Erases these records completely (see `Store::erase_records`). In one transaction with
+/// `secure_delete` on, so the freed cells and pages are zeroed, then a truncating
+/// checkpoint, so that neither the database file nor its WAL keeps the erased bytes.
+pub(super) async fn erase_records(
+    store: &SqliteStore,
+    integration: IntegrationId,
+    records: &[(ObjectType, String)],
+    asked: &str,
+) -> Result<u64> {
+    let mut tx = store.begin_write().await?;
+    sqlx::query("PRAGMA secure_delete = ON")
+        .execute(&mut *tx)
+        .await?;
+    let mut bodies = Vec::new();
+    let (mut main_removed, mut recent_removed, mut versions) = (0i64, 0i64, 0u64);
+    for (object_type, object_id) in records {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT v.body FROM all_version_keys k \
+             JOIN record_versions v ON v.id = k.version_id \
+             WHERE k.integration_id = ? AND k.object_type = ? AND k.object_id = ?",
+        )
+        .bind(integration)
+        .bind(object_type.code())
+        .bind(object_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for body in rows {
+            for (kind, key) in intake_model::associate::lookup_keys(*object_type, &body) {
+                sqlx::query(
+                    "DELETE FROM lookup_keys WHERE integration_id = ? AND kind = ? AND key = ? \
+                     AND object_type = ? AND object_id = ?",
+                )
+                .bind(integration)
+                .bind(kind.code())
+                .bind(key)
+                .bind(object_type.code())
+                .bind(object_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            bodies.push((*object_type, body));
+        }
+        for tier in [MAIN, RECENT] {
+            versions += sqlx::query(&format!(
+                "DELETE FROM record_versions WHERE id IN (SELECT version_id FROM {tier} \
+                 WHERE integration_id = ? AND object_type = ? AND object_id = ?)"
+            ))
+            .bind(integration)
+            .bind(object_type.code())
+            .bind(object_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let keys = sqlx::query(&format!(
+                "DELETE FROM {tier} WHERE integration_id = ? AND object_type = ? AND object_id = ?"
+            ))
+            .bind(integration)
+            .bind(object_type.code())
+            .bind(object_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
+            if tier == MAIN {
+                main_removed += keys;
+            } else {
+                recent_removed += keys;
+            }
+        }
+    }
+    let counts = tiers::count_keys(&mut tx, -main_removed, -recent_removed).await?;
+    for quoted in crate::lookups::quoted_values(asked, &bodies) {
+        sqlx::query(
+            "UPDATE request_errors SET description = ? WHERE instr(lower(description), lower(?)) > 0 \
+             AND seq IN (SELECT seq FROM requests WHERE integration_id = ?)",
+        )
+        .bind(ERASED_DESCRIPTION)
+        .bind(quoted)
+        .bind(integration)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("PRAGMA secure_delete = OFF")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    store.tiers.set(counts);
+    store.reports.forget_all();
+    checkpoint(store).await;
+    Ok(versions)
+}
+
+/// Copies the WAL into the database file and empties it, retrying while readers hold
+/// older snapshots; a checkpoint that cannot finish now is left to SQLite's own.
+async fn checkpoint(store: &SqliteStore) {
+    for _ in 0..50 {
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&store.writer)
+            .await
+        {
+            Ok((0, _, _)) => return,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            Err(err) => {
+                tracing::warn!("checkpoint after an erasure: {err}");
+                return;
+            }
+        }
+    }
+    tracing::warn!("checkpoint after an erasure: readers kept it busy; SQLite's own will follow");
+}
