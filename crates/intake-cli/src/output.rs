@@ -34,6 +34,20 @@ pub fn write_line(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes bytes as they are (e.g. an LDJSON answer), with the same closed-pipe rule.
+pub fn write_raw(bytes: &[u8]) {
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            CLOSED.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Prints a value (e.g. a JSON document) on one line.
 pub fn println(value: &impl fmt::Display) {
     write_line(format_args!("{value}"));

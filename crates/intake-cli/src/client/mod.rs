@@ -11,6 +11,7 @@ use clap::{ArgMatches, Args, Subcommand};
 use intake_model::ObjectType;
 use serde_json::{json, Value};
 
+mod associate;
 mod board;
 mod conn;
 mod offline;
@@ -46,6 +47,10 @@ pub enum ClientCommand {
     /// Print every version of one record, oldest first, with the upload it came from
     /// (GET /intake/v1/records/{type}/{id}/versions).
     History(records::HistoryArgs),
+    /// Which contacts, leads, accounts, deals and users an activity belongs to, and why
+    /// (POST /intake/v1/associations; --batch FILE for many).
+    #[command(after_help = EXIT_CODES)]
+    Associate(associate::AssociateArgs),
     /// Show the deal board: stages, their deals and totals, and the hidden deals and why.
     #[command(after_help = EXIT_CODES)]
     Board(board::BoardArgs),
@@ -152,6 +157,7 @@ impl ClientCommand {
             ClientCommand::Records(a) => Some(a.conn_mut()),
             ClientCommand::History(a) => Some(a.conn_mut()),
             ClientCommand::Board(a) => Some(&mut a.conn),
+            ClientCommand::Associate(a) => Some(&mut a.conn),
             ClientCommand::Schema(SchemaCommand::List { conn, .. })
             | ClientCommand::Schema(SchemaCommand::Upload { conn, .. })
             | ClientCommand::Integration(IntegrationCommand::Register { conn, .. })
@@ -179,6 +185,7 @@ pub async fn run(mut command: ClientCommand, matches: &ArgMatches) -> u8 {
         ClientCommand::Records(args) => records::records(args).await,
         ClientCommand::History(args) => records::history(args).await,
         ClientCommand::Board(args) => board::board(args).await,
+        ClientCommand::Associate(args) => associate::associate(args).await,
         ClientCommand::Schema(SchemaCommand::List { object_type, conn }) => {
             schema_list(object_type, conn).await
         }

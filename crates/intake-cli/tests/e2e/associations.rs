@@ -17,6 +17,8 @@ backend_tests!(
     associations_tenancy_and_scopes,
     data_privacy_lookups,
     data_privacy_erasure_forgets_a_person,
+    associate_command_prints_text_json_and_batches,
+    associations_survive_integration_delete_and_replay,
 );
 
 const T0: &str = "2024-01-01T00:00:00Z";
@@ -969,4 +971,137 @@ async fn data_privacy_erasure_forgets_a_person(site: Site) {
         lookup.body["customerData"][0]["objects"][0]["externalId"],
         "c1"
     );
+}
+
+async fn associate_command_prints_text_json_and_batches(site: Site) {
+    let (server, _) = seeded(&site).await;
+    let out = server
+        .cli(&[
+            "associate",
+            "--email",
+            "ann@acme.com",
+            "--email",
+            "john.doe@ourco.com",
+            "--at",
+            START,
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected = "\
+ann@acme.com — External
+    Contact c1 (Ann) because emailAddress
+    Contact c2 because emailAddress
+john.doe@ourco.com — Internal
+    User u7 (John.Doe@OurCo.com) because emailAddress
+
+Accounts and deals:
+    Account a1 (Acme) because contact:c1
+    Opportunity d1 (Deal_#d1), status OPEN, closeDate 2024-05-10 because account:a1, owner:u7
+    Opportunity d4 (Deal_#d4), status LOST, closeDate 2024-04-20 because account:a1, owner:u7
+";
+    assert_eq!(text, expected);
+
+    let out = server
+        .cli(&[
+            "associate",
+            "--phone",
+            "912 507 4395",
+            "--at",
+            START,
+            "--time-of-call",
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["parties"][0]["affiliation"], "Unknown");
+    assert_eq!(
+        matched(&printed["parties"][0]["context"]),
+        [m("Contact", "c1", &["phoneNumber"])]
+    );
+    assert_eq!(
+        printed["parties"][0]["context"][0]["objects"][0]["timing"],
+        "TimeOfCall"
+    );
+
+    let file = site.path().join("activities.ldjson");
+    let answers = site.path().join("answers.ldjson");
+    std::fs::write(
+        &file,
+        format!("{}\nnot json\n", activity("Now", rules_parties())),
+    )
+    .unwrap();
+    let out = server
+        .cli(&[
+            "associate",
+            "--batch",
+            file.to_str().unwrap(),
+            "-o",
+            answers.to_str().unwrap(),
+        ])
+        .await;
+    // One bad line: exit 1, and the answer still written for every line.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let written = std::fs::read_to_string(&answers).unwrap();
+    let lines: Vec<Value> = written
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["line"], 1);
+    assert!(lines[0]["parties"].is_array());
+    assert!(lines[1]["errors"].is_array());
+    let usage = server.cli(&["associate"]).await;
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
+}
+
+async fn associations_survive_integration_delete_and_replay(site: Site) {
+    let (server, integration) = seeded(&site).await;
+    // The same file again (a replay changes nothing), then a delete of the integration:
+    // its keys go with it, and a new integration starts empty.
+    server
+        .put_objects(
+            integration,
+            "CONTACT",
+            "again",
+            T0,
+            &[json!({
+            "objectId": "c1", "emailAddress": "ann@acme.com", "phoneNumber": "+1 (912) 507-4395",
+            "accountId": "a1", "firstName": "Ann", "modifiedDate": "2024-01-03T00:00:00Z"})],
+        )
+        .await;
+    let answer = associate(
+        &server,
+        &activity("Now", json!([{"emailAddress": "ann@acme.com"}])),
+    )
+    .await;
+    assert_eq!(
+        matched(&answer["parties"][0]["context"]),
+        [
+            m("Contact", "c1", &["emailAddress"]),
+            m("Contact", "c2", &["emailAddress"])
+        ]
+    );
+    let reply = server
+        .send(server.req(
+            reqwest::Method::DELETE,
+            &format!("/v2/crm/integrations?integrationId={integration}&clientRequestId=gone"),
+        ))
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    server.wait_done(integration, "gone").await;
+    let fresh = server.register().await;
+    assert_ne!(fresh, integration);
+    let answer = associate(&server, &activity("Now", rules_parties())).await;
+    assert_eq!(answer["context"], json!([]));
+    assert!(answer["parties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["context"] == json!([])));
+    let lookup = server
+        .get("/v2/data-privacy/data-for-email-address?emailAddress=ann@acme.com")
+        .await;
+    assert_eq!(lookup.body["customerData"], json!([]));
 }

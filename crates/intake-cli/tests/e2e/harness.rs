@@ -365,6 +365,31 @@ impl Server {
         );
     }
 
+    /// Runs an `intake` client command against this server with its credentials, and no
+    /// setting from the environment or a config file.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(args).args([
+            "--url",
+            &self.url,
+            "--access-key",
+            &self.key,
+            "--access-key-secret",
+            &self.secret,
+        ]);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("INTAKE_") || key.starts_with("GONG_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("XDG_CONFIG_HOME", "/nonexistent-intake-test-config");
+        cmd.kill_on_drop(true);
+        tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .expect("intake finished within 2 minutes")
+            .expect("run intake")
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post_json(&self, path_and_query: &str, body: &Value) -> Reply {
         self.send(self.req(reqwest::Method::POST, path_and_query).json(body))

@@ -9,6 +9,7 @@ mod cluster;
 mod common;
 mod contract;
 mod faults;
+mod lookups;
 mod rates;
 mod scenario;
 mod tiers;

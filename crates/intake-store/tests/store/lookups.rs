@@ -1,0 +1,172 @@
+//! The look-up keys of the associations, on both backends: written with each batch, a
+//! replayed batch harmless, every record a key leads to readable in one snapshot, keys
+//! gone with a purged integration, and filled for a store from before them.
+
+use std::time::Duration;
+
+use intake_model::associate::LookupKind;
+use intake_model::ObjectType;
+use intake_store::{Batch, LookupHit, Store};
+
+use crate::common::{acme, apply_and_finish, record, upload, Site};
+use crate::contract_tests;
+
+contract_tests!(
+    lookup_keys_follow_batches_replays_and_purge,
+    lookup_keys_are_filled_for_a_store_from_before_them,
+);
+
+fn hit(id: &str) -> LookupHit {
+    LookupHit {
+        key: "ann@acme.com".into(),
+        object_type: ObjectType::Contact,
+        object_id: id.into(),
+    }
+}
+
+async fn store_contacts(store: &dyn Store, crid: &str) -> i64 {
+    let (company, integration) = match store.company_by_name("acme").await.unwrap() {
+        Some(company) => (
+            company.id,
+            store.list_integrations(company.id).await.unwrap()[0].id,
+        ),
+        None => acme(store).await,
+    };
+    store
+        .insert_upload(&upload(company, integration, crid))
+        .await
+        .unwrap();
+    let work = store
+        .claim_work("w", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let batch = Batch {
+        records: vec![
+            (
+                1,
+                record(
+                    "c1",
+                    Some(10),
+                    false,
+                    r#"{"objectId":"c1","emailAddress":"Ann@Acme.com","phoneNumber":"+1 912 507 4395"}"#,
+                ),
+            ),
+            (
+                2,
+                record(
+                    "c2",
+                    Some(10),
+                    false,
+                    r#"{"objectId":"c2","emailAddress":"bob@acme.com"}"#,
+                ),
+            ),
+            // A later version without the address: the old key stays, readers check.
+            (
+                3,
+                record(
+                    "c2",
+                    Some(20),
+                    false,
+                    r#"{"objectId":"c2","emailAddress":"ann@acme.com"}"#,
+                ),
+            ),
+        ],
+        checkpoint_line: 3,
+        success_count: 3,
+        ..Batch::default()
+    };
+    // The same batch twice: what a worker resuming after a crash may send.
+    store
+        .apply_batch(&work, "w", &batch)
+        .await
+        .unwrap()
+        .unwrap();
+    apply_and_finish(store, &work, &batch).await;
+    integration
+}
+
+async fn lookup_keys_follow_batches_replays_and_purge(site: Site) {
+    let store = site.open().await;
+    let integration = store_contacts(&*store, "r1").await;
+    let mut snapshot = store.read_snapshot(integration).await.unwrap();
+    let mut hits = snapshot
+        .lookup(
+            LookupKind::Email,
+            &["ann@acme.com".into(), "nobody@x.io".into()],
+        )
+        .await
+        .unwrap();
+    hits.sort_by(|a, b| a.object_id.cmp(&b.object_id));
+    assert_eq!(hits, [hit("c1"), hit("c2")]);
+    let phone = snapshot
+        .lookup(LookupKind::Phone, &["9125074395".into()])
+        .await
+        .unwrap();
+    assert_eq!(phone.len(), 1);
+    // States as asked: each id's latest version at the time given, in the order asked.
+    let states = snapshot
+        .states(
+            ObjectType::Contact,
+            &[
+                ("c2".into(), 15),
+                ("c2".into(), i64::MAX),
+                ("c9".into(), i64::MAX),
+                ("c1".into(), 5),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(states[0].as_ref().unwrap().body.contains("bob@acme.com"));
+    assert!(states[1].as_ref().unwrap().body.contains("ann@acme.com"));
+    assert!(states[2].is_none());
+    assert!(states[3].is_none());
+    drop(snapshot);
+
+    store.purge_integration(integration).await.unwrap();
+    let mut snapshot = store.read_snapshot(integration).await.unwrap();
+    let left = snapshot
+        .lookup(
+            LookupKind::Email,
+            &["ann@acme.com".into(), "bob@acme.com".into()],
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+async fn lookup_keys_are_filled_for_a_store_from_before_them(site: Site) {
+    let store = site.open().await;
+    let integration = store_contacts(&*store, "r1").await;
+    drop(store);
+    // As a store from before the look-ups: no keys, and the upkeep not done.
+    let statements = [
+        "DELETE FROM lookup_keys",
+        if site.is_sqlite() {
+            "UPDATE store_upkeep SET done = 0"
+        } else {
+            "UPDATE store_upkeep SET done = false"
+        },
+    ];
+    if site.is_sqlite() {
+        let pool = sqlx::SqlitePool::connect(&site.url).await.unwrap();
+        for sql in statements {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&site.url).await.unwrap();
+        for sql in statements {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = site.open().await;
+    let mut snapshot = store.read_snapshot(integration).await.unwrap();
+    let mut hits = snapshot
+        .lookup(LookupKind::Email, &["ann@acme.com".into()])
+        .await
+        .unwrap();
+    hits.sort_by(|a, b| a.object_id.cmp(&b.object_id));
+    assert_eq!(hits, [hit("c1"), hit("c2")]);
+}
