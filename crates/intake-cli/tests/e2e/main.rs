@@ -2,6 +2,7 @@
 
 mod api;
 mod api_hardening;
+mod association_worlds;
 mod associations;
 mod board;
 mod cli;
