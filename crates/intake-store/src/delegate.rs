@@ -313,6 +313,15 @@ macro_rules! impl_store {
                 }
                 lookups::erase_records(self, integration, records, asked).await
             }
+
+            async fn readiness(&self) -> Vec<$crate::NotReady> {
+                ops::readiness(self).await
+            }
+            async fn request_counts(
+                &self,
+            ) -> $crate::Result<Vec<($crate::RequestStatus, u64)>> {
+                ops::request_counts(self).await
+            }
         }
     };
 }

@@ -16,6 +16,7 @@ use intake_model::{FieldDef, LineError, ObjectType, SchemaPlan, ValidRecord};
 pub mod auth;
 mod delegate;
 pub mod lookups;
+pub mod ops;
 pub mod postgres;
 mod rows;
 mod same_sql;
@@ -24,6 +25,7 @@ pub mod sqlite;
 pub mod testing;
 
 pub use lookups::{DomainSettings, LookupHit, ReadSnapshot};
+pub use ops::NotReady;
 mod text;
 
 pub type CompanyId = i64;
@@ -242,6 +244,8 @@ pub struct ClaimedWork {
     pub seq: RequestSeq,
     pub company_id: CompanyId,
     pub integration_id: IntegrationId,
+    /// The request's name, as its client gave it.
+    pub client_request_id: String,
     pub kind: WorkKind,
     /// Unix seconds of the upload's acceptance (STAGE lines without modifiedDate take it).
     pub accepted_at: i64,
@@ -251,6 +255,9 @@ pub struct ClaimedWork {
     pub error_count: u64,
     /// How many errors are already listed (at most 20 are kept).
     pub listed_errors: u64,
+    /// The request was claimed from another worker whose lease had expired (not handed
+    /// back): a lease takeover.
+    pub taken_over: bool,
 }
 
 /// One transaction's worth of processing: records to store, errors to list, and the
@@ -504,6 +511,15 @@ pub trait Store: Send + Sync + 'static {
         records: &[(ObjectType, String)],
         asked: &str,
     ) -> Result<u64>;
+
+    // --- operators ------------------------------------------------------------------
+    /// Whether the store can serve: the database answers (`SELECT 1`, within
+    /// [`ops::READY_TIMEOUT`]) and the migrations applied are exactly this version's.
+    /// Empty when ready; else each problem, its text naming `database` or `migrations`.
+    async fn readiness(&self) -> Vec<NotReady>;
+    /// How many requests are in each status now (every status, 0 included), counted in the
+    /// database: the same on every instance sharing it.
+    async fn request_counts(&self) -> Result<Vec<(RequestStatus, u64)>>;
 }
 
 /// Opens the store a database URL names: `sqlite://PATH` (created if missing) or

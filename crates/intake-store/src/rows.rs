@@ -77,14 +77,20 @@ impl From<CredentialRow> for StoredCredential {
 }
 
 /// The columns of `requests` that [`claimed`] reads, in the order it reads them.
-pub(crate) const CLAIMED_COLUMNS: &str = "seq, company_id, integration_id, kind, object_type, \
-     spool_file, accepted_at, checkpoint_line, success_count, error_count, listed_errors";
+pub(crate) const CLAIMED_COLUMNS: &str = "seq, company_id, integration_id, client_request_id, \
+     kind, object_type, spool_file, accepted_at, checkpoint_line, success_count, error_count, listed_errors";
+
+/// The last column [`claimed`] reads, of the row as it was before the claim: whether another
+/// worker still held its (expired) lease.
+pub(crate) const TAKEN_OVER: &str =
+    "status = 'IN_PROGRESS' AND lease_owner IS NOT NULL AS taken_over";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClaimedRow {
     seq: RequestSeq,
     company_id: CompanyId,
     integration_id: IntegrationId,
+    client_request_id: String,
     kind: String,
     object_type: Option<i16>,
     spool_file: Option<String>,
@@ -93,6 +99,7 @@ pub(crate) struct ClaimedRow {
     success_count: i64,
     error_count: i64,
     listed_errors: i64,
+    taken_over: bool,
 }
 
 impl TryFrom<ClaimedRow> for ClaimedWork {
@@ -116,12 +123,14 @@ impl TryFrom<ClaimedRow> for ClaimedWork {
             seq: row.seq,
             company_id: row.company_id,
             integration_id: row.integration_id,
+            client_request_id: row.client_request_id,
             kind,
             accepted_at: row.accepted_at,
             checkpoint_line: count_of(row.checkpoint_line)?,
             success_count: count_of(row.success_count)?,
             error_count: count_of(row.error_count)?,
             listed_errors: count_of(row.listed_errors)?,
+            taken_over: row.taken_over,
         })
     }
 }

@@ -22,6 +22,7 @@ mod history;
 mod integrations;
 mod lookups;
 mod notify;
+mod ops;
 mod queue;
 mod rates;
 mod records;

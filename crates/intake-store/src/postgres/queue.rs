@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::copy::{copy_versions, insert_versions_skipping_conflicts};
 use super::notify::WORK_CHANNEL;
 use super::{millis, PgStore};
-use crate::rows::{self, ClaimedRow, ReportHead, CLAIMED_COLUMNS};
+use crate::rows::{self, ClaimedRow, ReportHead, CLAIMED_COLUMNS, TAKEN_OVER};
 use crate::{
     conflict_on_unique, lease_kept, Batch, ClaimedWork, CompanyId, LeaseLost, NewUpload,
     RequestReport, RequestSeq, RequestStatus, Result, StoreError, WorkKind,
@@ -79,7 +79,7 @@ pub(super) async fn claim_work(
     store.work_signal().await;
     let row: Option<ClaimedRow> = sqlx::query_as(&format!(
         "WITH next AS ( \
-             SELECT seq FROM requests \
+             SELECT seq, {TAKEN_OVER} FROM requests \
              WHERE status = 'PENDING' OR (status = 'IN_PROGRESS' \
                  AND (lease_expires_ms IS NULL OR lease_expires_ms < intake_now_ms())) \
              ORDER BY seq LIMIT 1 \
@@ -88,7 +88,7 @@ pub(super) async fn claim_work(
          UPDATE requests r SET status = 'IN_PROGRESS', lease_owner = $1, \
              lease_expires_ms = intake_now_ms() + $2 \
          FROM next WHERE r.seq = next.seq \
-         RETURNING {}",
+         RETURNING {}, next.taken_over",
         CLAIMED_COLUMNS
             .split(", ")
             .map(|c| format!("r.{c}"))

@@ -14,6 +14,7 @@ mod admin;
 mod history;
 mod integrations;
 mod lookups;
+mod ops;
 mod queue;
 mod rates;
 mod records;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{now_secs, tiers, SqliteStore};
-use crate::rows::{self, ClaimedRow, ReportHead, CLAIMED_COLUMNS};
+use crate::rows::{self, ClaimedRow, ReportHead, CLAIMED_COLUMNS, TAKEN_OVER};
 use crate::{
     conflict_on_unique, lease_kept, now_unix_ms, Batch, ClaimedWork, CompanyId, LeaseLost,
     NewUpload, RequestReport, RequestSeq, RequestStatus, Result, StoreError, WorkKind,
@@ -91,7 +91,7 @@ pub(super) async fn claim_work(
     let now = now_unix_ms();
     let mut tx = store.begin_write().await?;
     let row: Option<ClaimedRow> = sqlx::query_as(&format!(
-        "SELECT {CLAIMED_COLUMNS} FROM requests \
+        "SELECT {CLAIMED_COLUMNS}, {TAKEN_OVER} FROM requests \
          WHERE status = 'PENDING' \
             OR (status = 'IN_PROGRESS' AND (lease_expires_ms IS NULL OR lease_expires_ms < ?)) \
          ORDER BY seq LIMIT 1"

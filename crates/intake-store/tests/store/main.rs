@@ -10,6 +10,7 @@ mod common;
 mod contract;
 mod faults;
 mod lookups;
+mod ops;
 mod rates;
 mod scenario;
 mod tiers;
