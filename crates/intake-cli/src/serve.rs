@@ -99,7 +99,29 @@ pub struct ServeSettings {
     /// closed (a half upload leaves nothing)
     #[arg(long, env = "INTAKE_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub shutdown_timeout_seconds: u64,
+    /// Serve the Prometheus series at GET /metrics (false: a 404)
+    #[arg(
+        long,
+        env = "INTAKE_METRICS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub metrics: bool,
+    /// Log lines on stderr: `text`, or `json` (one JSON object a line)
+    #[arg(long, env = "INTAKE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
+
+/// How `serve` writes its log lines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The log format in force, once logging is set up.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 /// The keys of the server's config file: the data options and the serve settings. `admin`
 /// reads the same file and takes only the data options from it.
@@ -202,28 +224,49 @@ pub async fn open_store(
 }
 
 pub async fn run(args: ServeArgs, matches: &ArgMatches) -> u8 {
-    init_logging();
     match serve(args, matches).await {
         Ok(()) => exit::OK,
-        Err(err) => err.report_as("intake serve", false),
+        Err(err) => match &err {
+            // In JSON, stderr holds nothing but JSON lines: the error is one of them.
+            CliError::Usage(msg) | CliError::Failed(msg) | CliError::Unreachable(msg)
+                if LOG_FORMAT.get() == Some(&LogFormat::Json) =>
+            {
+                tracing::error!("intake serve: {msg}");
+                err.code()
+            }
+            _ => err.report_as("intake serve", false),
+        },
     }
 }
 
-fn init_logging() {
+/// Sets up the log on stderr, in `format`, filtered by `INTAKE_LOG` (default
+/// `info,sqlx=warn`). In JSON, each line is one object: `timestamp`, `level`, `target`, the
+/// event's fields (`message` among them) at the top level, and `span` with the fields of
+/// the request being served, when there is one.
+fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+    let _ = LOG_FORMAT.set(format);
 }
 
 async fn serve(args: ServeArgs, matches: &ArgMatches) -> Result<(), CliError> {
     let file = ConfigFile::read(args.data.config.as_deref())?;
     let data = resolve_data(&args.data, file.as_ref(), matches)?;
     let settings = ConfigFile::layer(file.as_ref(), &args.settings, matches)?;
+    init_logging(settings.log_format);
     // Held until the server exits (the OS drops the lock with the process).
     let _lock = if data.database.starts_with("sqlite:") {
         Some(lock_data_dir(&data.data_dir)?)
@@ -265,6 +308,7 @@ async fn serve(args: ServeArgs, matches: &ArgMatches) -> Result<(), CliError> {
             per_second: settings.intake_rate_limit_per_second,
             per_day: 0,
         },
+        metrics: Arc::new(intake_server::metrics::Metrics::new(settings.metrics)),
     };
     let worker = WorkerConfig {
         lease: Duration::from_secs(settings.lease_seconds.max(1)),

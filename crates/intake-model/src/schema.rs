@@ -9,8 +9,9 @@ use serde_json::Value;
 use crate::types::{reference_to, FieldType, ObjectType};
 
 /// One custom field definition, as uploaded to and listed by `/v2/crm/entity-schema`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = GenericSchemaFieldRequest)]
 pub struct FieldDef {
     pub unique_name: String,
     pub label: String,
@@ -22,6 +23,7 @@ pub struct FieldDef {
     pub is_deleted: bool,
     /// The target of a REFERENCE field. BUSINESS_USER is written `USER` on the wire.
     #[serde(default, with = "reference_to")]
+    #[schema(value_type = Option<String>, example = "ACCOUNT")]
     pub reference_to: Option<ObjectType>,
     #[serde(default)]
     pub ordered_value_list: Option<Vec<String>>,

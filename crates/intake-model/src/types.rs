@@ -116,7 +116,7 @@ impl<'de> Deserialize<'de> for ObjectType {
 }
 
 /// The type of a custom field. Wire names are case-sensitive upper case.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum FieldType {
     Date,

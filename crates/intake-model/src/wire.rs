@@ -13,6 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::types::reference_to;
 use crate::{FieldDef, FieldType, ObjectType};
@@ -97,24 +98,27 @@ impl<'de> Deserialize<'de> for Scope {
 }
 
 /// The body of every error: `{"errors":[...],"requestId":"..."}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ErrorResponse)]
 pub struct ErrorEnvelope {
     pub errors: Vec<String>,
     pub request_id: String,
 }
 
 /// `PUT /v2/crm/integrations` request body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = GenericCrmRegistrationRequest)]
 pub struct RegisterIntegration {
     pub name: String,
     pub owner_email: String,
 }
 
 /// `PUT /v2/crm/integrations` 200.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RegisterGenericCrmResponse)]
 pub struct IntegrationRegistered {
     /// A JSON number (a positive `i64`).
     pub integration_id: i64,
@@ -122,8 +126,9 @@ pub struct IntegrationRegistered {
 }
 
 /// One entry of `GET /v2/crm/integrations`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = GenericCrmIntegration)]
 pub struct IntegrationInfo {
     pub integration_id: i64,
     pub name: String,
@@ -131,24 +136,27 @@ pub struct IntegrationInfo {
 }
 
 /// `GET /v2/crm/integrations` 200.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ListGenericCrmIntegrationsResponse)]
 pub struct IntegrationList {
     pub integrations: Vec<IntegrationInfo>,
     pub request_id: String,
 }
 
 /// The 201 of `POST /v2/crm/entities` (an upload) and of `DELETE /v2/crm/integrations`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AsyncProcessingResponse)]
 pub struct Accepted {
     pub client_request_id: String,
     pub request_id: String,
 }
 
 /// `POST /v2/crm/entity-schema` 200.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SchemaUpdateResponse)]
 pub struct SchemaUploaded {
     pub request_id: String,
 }
@@ -156,7 +164,7 @@ pub struct SchemaUploaded {
 /// A custom field as `GET /v2/crm/entity-schema` lists it: every field of a [`FieldDef`]
 /// plus `name` (the same as `uniqueName`: Gong's example uses one, its clients read the
 /// other).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListedField {
     pub is_deleted: bool,
@@ -166,6 +174,7 @@ pub struct ListedField {
     pub ordered_value_list: Option<Vec<String>>,
     /// `USER` on the wire for BUSINESS_USER.
     #[serde(with = "reference_to")]
+    #[schema(value_type = Option<String>, example = "ACCOUNT")]
     pub reference_to: Option<ObjectType>,
     #[serde(rename = "type")]
     pub field_type: FieldType,
@@ -188,15 +197,16 @@ impl From<FieldDef> for ListedField {
 }
 
 /// `GET /v2/crm/entity-schema` 200: fields by object type name.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ListSelectedFieldsResponse)]
 pub struct SchemaList {
     pub object_type_to_selected_fields: BTreeMap<String, Vec<ListedField>>,
     pub request_id: String,
 }
 
 /// The state of a request as request-status reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RequestState {
     Pending,
@@ -223,7 +233,8 @@ impl RequestState {
 }
 
 /// One listed error of a request: `{"description":"...","line":N}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = LineErrorResponse)]
 pub struct ListedError {
     pub description: String,
     pub line: u64,
@@ -239,8 +250,9 @@ impl From<crate::LineError> for ListedError {
 }
 
 /// `GET /v2/crm/request-status` 200.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RequestStatusResponse)]
 pub struct RequestStatusReply {
     pub errors: Vec<ListedError>,
     pub request_id: String,
@@ -251,9 +263,13 @@ pub struct RequestStatusReply {
 
 /// `GET /v2/crm/entities` 200. The request body is a JSON array of object ids
 /// (`Vec<String>`), or the ids come in `objectsCrmIds`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = GetGenericCrmObjectsResponse)]
 pub struct ObjectsReply {
+    /// Each id asked, in the order asked, with its current state as uploaded (`null` for an
+    /// unknown or deleted record).
+    #[schema(value_type = HashMap<String, Option<Object>>)]
     pub crm_objects_map: ObjectsMap,
     pub request_id: String,
 }
@@ -305,7 +321,7 @@ impl<'de> Deserialize<'de> for ObjectsMap {
 }
 
 /// `GET /health` 200.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     pub status: String,
 }

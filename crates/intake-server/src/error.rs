@@ -105,6 +105,9 @@ pub enum ApiError {
     /// The record never existed in the integration.
     RecordNotFound,
     // 5xx: ours.
+    /// `GET /ready`: each thing that is not ready, its text naming it (`database`,
+    /// `migrations`, `spool`).
+    NotReady(Vec<String>),
     Busy,
     /// No storage space left (the database's disk or the spool's).
     DiskFull,
@@ -240,6 +243,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "No such record in this integration".into(),
             ),
+            NotReady(errors) => return (StatusCode::SERVICE_UNAVAILABLE, errors.clone()),
             Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The database is busy; try again shortly".into(),

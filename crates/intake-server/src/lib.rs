@@ -3,15 +3,15 @@
 //!
 //! Layout: [`routes`] (thin handlers: extract, call one service, map to the wire types of
 //! [`intake_model::wire`]), [`services`] (what each operation does), [`error`] (every
-//! error's status and text, in one table), [`envelope`] and [`request_id`] (the layers
-//! every response goes through), [`worker`] and [`spool`].
+//! error's status and text, in one table), [`envelope`], [`request_id`] and [`metrics`] (the
+//! layers every response goes through), [`worker`] and [`spool`]; [`openapi`] describes
+//! every operation.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::routing::get;
-use axum::{Json, Router};
-use intake_model::wire::Health;
+use axum::Router;
 use intake_store::{RateLimits, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -23,6 +23,8 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod listener;
+pub mod metrics;
+pub mod openapi;
 pub mod request_id;
 pub mod routes;
 pub mod services;
@@ -41,6 +43,8 @@ pub struct AppState {
     /// The per-company limit of `/intake/v1` (its own windows; no daily limit).
     pub intake_rate_limits: RateLimits,
     pub auth_cache: Arc<auth_cache::AuthCache>,
+    /// This instance's series (`GET /metrics`).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 async fn not_found() -> ApiError {
@@ -51,10 +55,17 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-    })
+/// Every route, without its state: what [`router`] serves, and what the test that checks
+/// [`openapi`] against the router walks.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .nest("/v2/crm", routes::gong::router())
+        .nest("/v2/data-privacy", routes::gong::privacy_router())
+        .nest("/intake/v1", routes::intake::router())
+        .route("/health", get(routes::ops::health))
+        .route("/ready", get(routes::ops::ready))
+        .route("/metrics", get(routes::ops::metrics))
+        .merge(openapi::router())
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,13 +73,13 @@ pub fn router(state: AppState) -> Router {
         .map_request(request_id::drop_client_request_id)
         .layer(SetRequestIdLayer::x_request_id(request_id::GongRequestId))
         .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::layer,
+        ))
         .layer(request_id::trace_layer())
         .layer(axum::middleware::from_fn(envelope::middleware));
-    Router::new()
-        .nest("/v2/crm", routes::gong::router())
-        .nest("/v2/data-privacy", routes::gong::privacy_router())
-        .nest("/intake/v1", routes::intake::router())
-        .route("/health", get(health))
+    routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -93,7 +104,8 @@ pub async fn serve(
         }
     });
     let (stop_worker, worker_stopped) = watch::channel(false);
-    let worker = Worker::new(state.store.clone(), state.spool.clone(), worker_config);
+    let mut worker = Worker::new(state.store.clone(), state.spool.clone(), worker_config);
+    worker.metrics = state.metrics.clone();
     let worker = tokio::spawn(worker.run(worker_stopped));
     let app = router(state);
     let served = listener::serve(listener, app, limits, shutdown).await;

@@ -1,19 +1,17 @@
 //! Request ids, through `tower-http`: every request gets a fresh Gong-style id
 //! ([`GongRequestId`], set by `SetRequestIdLayer`), sent back in `X-Request-Id`
 //! (`PropagateRequestIdLayer`), in the body (`requestId`, read by the [`ReqId`] extractor and
-//! the envelope layer from the request's extension) and in the access log line
-//! ([`trace_layer`]).
+//! the envelope layer from the request's extension), in the span of everything logged
+//! while it is served ([`trace_layer`]) and in the access log line
+//! ([`crate::metrics::layer`]).
 //!
 //! Decision: an `X-Request-Id` sent by the client is dropped before the id is made (Gong
 //! makes its own ids; a client must not be able to choose what appears in our logs and
 //! bodies), so the id is always fresh, as before.
 
-use std::time::Duration;
-
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderValue;
-use axum::response::Response;
 use rand::Rng;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestId, RequestId};
@@ -73,12 +71,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ReqId {
 }
 
 type MakeSpan = fn(&Request) -> Span;
-type OnResponse = fn(&Response, Duration, &Span);
 
-/// The access log: one line per request, with its id, method, path, status and
-/// milliseconds (the line is logged in the request's span, which carries the first three).
+/// The request's span, with its id, method and path: what is logged while the request is
+/// served carries them. (The access-log line itself is written by [`crate::metrics::layer`],
+/// which also knows the route.)
 pub fn trace_layer(
-) -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, MakeSpan, (), OnResponse, (), (), ()> {
+) -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, MakeSpan, (), (), (), (), ()> {
     let make_span: MakeSpan = |request| {
         tracing::info_span!(
             "request",
@@ -87,17 +85,10 @@ pub fn trace_layer(
             path = request.uri().path(),
         )
     };
-    let on_response: OnResponse = |response, latency, _span| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_ms = latency.as_secs_f64() * 1000.0,
-            "request"
-        )
-    };
     TraceLayer::new_for_http()
         .make_span_with(make_span)
         .on_request(())
-        .on_response(on_response)
+        .on_response(())
         .on_body_chunk(())
         .on_eos(())
         .on_failure(())

@@ -136,6 +136,21 @@ impl Spool {
         Ok(removed)
     }
 
+    /// Whether a file can be written to the spool now (for `GET /ready`): writes and
+    /// removes a small probe file, named so that no clean-up ever takes it for an upload.
+    pub async fn check_writable(&self) -> std::io::Result<()> {
+        let probe = self.dir.join(format!(
+            ".ready-{:016x}.probe",
+            rand::thread_rng().gen::<u64>()
+        ));
+        tokio::fs::write(&probe, b"ready").await?;
+        tokio::fs::remove_file(&probe).await
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub async fn remove(&self, name: &str) {
         let _ = tokio::fs::remove_file(self.path_of(name)).await;
     }

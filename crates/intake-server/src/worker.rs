@@ -7,13 +7,14 @@
 use std::io::BufReader;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use intake_model::{FileValidator, LineError, ObjectType, Report, Schema};
 use intake_store::{Batch, ClaimedWork, LeaseLost, RequestStatus, Store, StoreError, WorkKind};
 use tokio::sync::{mpsc, watch};
 
+use crate::metrics::Metrics;
 use crate::spool::Spool;
 
 #[derive(Clone, Debug)]
@@ -38,6 +39,8 @@ pub struct Worker {
     pub spool: Spool,
     pub config: WorkerConfig,
     pub id: String,
+    /// Where lines, processing times and lease takeovers are counted.
+    pub metrics: Arc<Metrics>,
     validator: Validator,
 }
 
@@ -176,6 +179,7 @@ impl Worker {
             spool,
             config,
             id,
+            metrics: Arc::new(Metrics::default()),
             validator: Validator::start(),
         }
     }
@@ -187,6 +191,15 @@ impl Worker {
         while !*shutdown.borrow() {
             match self.store.claim_work(&self.id, self.config.lease).await {
                 Ok(Some(work)) => {
+                    if work.taken_over {
+                        tracing::warn!(
+                            worker = %self.id,
+                            seq = work.seq,
+                            clientRequestId = %work.client_request_id,
+                            "took over a request whose worker's lease expired"
+                        );
+                        self.metrics.lease_taken_over();
+                    }
                     let fault = match AssertUnwindSafe(self.process(work.clone(), &shutdown))
                         .catch_unwind()
                         .await
@@ -211,6 +224,7 @@ impl Worker {
                             tracing::warn!(
                                 worker = %self.id,
                                 seq = work.seq,
+                                clientRequestId = %work.client_request_id,
                                 "processing interrupted, will resume: {cause}"
                             );
                             self.back_off(&mut backoff, &shutdown).await;
@@ -252,7 +266,12 @@ impl Worker {
     /// Ends a request that cannot be processed: FAILED, with `cause` as the error of line 0
     /// (counted in its errors). False when even that could not be stored.
     async fn fail(&self, work: &ClaimedWork, cause: &str) -> bool {
-        tracing::error!(worker = %self.id, seq = work.seq, "request failed: {cause}");
+        tracing::error!(
+            worker = %self.id,
+            seq = work.seq,
+            clientRequestId = %work.client_request_id,
+            "request failed: {cause}"
+        );
         // The text is stored: no NUL, whatever the cause says.
         let message = format!("The request could not be processed: {cause}").replace('\0', "");
         match self
@@ -293,14 +312,16 @@ impl Worker {
         work: ClaimedWork,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), Fault> {
+        let started = Instant::now();
         // Stopped however processing ends (an error, a panic).
         let heartbeat = AbortOnDrop(self.spawn_heartbeat(work.seq));
+        let mut progress = Progress::of(&work);
         let result = match &work.kind {
             WorkKind::Upload {
                 object_type,
                 spool_file,
             } => {
-                self.process_upload(&work, *object_type, spool_file, shutdown)
+                self.process_upload(&work, *object_type, spool_file, shutdown, &mut progress)
                     .await
             }
             WorkKind::DeleteIntegration => {
@@ -309,17 +330,21 @@ impl Worker {
             }
         };
         drop(heartbeat);
+        self.metrics.request_processed(started.elapsed());
         let outcome = result?;
-        tracing::info!(
-            worker = %self.id,
-            seq = work.seq,
-            outcome = match outcome {
-                Outcome::Finished => "finished",
-                Outcome::Stopped => "handed back",
-                Outcome::LeaseLost => "lease lost",
-            },
-            "request processed"
-        );
+        match outcome {
+            Outcome::Finished => progress.log_finished(&self.id, &work, started.elapsed()),
+            Outcome::Stopped | Outcome::LeaseLost => tracing::info!(
+                worker = %self.id,
+                seq = work.seq,
+                clientRequestId = %work.client_request_id,
+                outcome = match outcome {
+                    Outcome::Stopped => "handed back",
+                    _ => "lease lost",
+                },
+                "request processed"
+            ),
+        }
         if let (Outcome::Finished, WorkKind::Upload { spool_file, .. }) = (&outcome, &work.kind) {
             self.spool.remove(spool_file).await;
         }
@@ -364,6 +389,7 @@ impl Worker {
         object_type: ObjectType,
         spool_file: &str,
         shutdown: &watch::Receiver<bool>,
+        progress: &mut Progress,
     ) -> Result<Outcome, Fault> {
         let schema = Schema::new(
             self.store
@@ -417,6 +443,8 @@ impl Worker {
                     if let Err(LeaseLost) = self.store.apply_batch(work, &self.id, &batch).await? {
                         return Ok(Outcome::LeaseLost);
                     }
+                    let (successes, errors) = progress.advance(&batch);
+                    self.metrics.lines_processed(object_type, successes, errors);
                     drop(batch);
                     let _ = written.send(());
                 }
@@ -442,6 +470,54 @@ impl Worker {
             RequestStatus::Failed
         };
         self.finish(work, status, None).await
+    }
+}
+
+/// How far a request has come: its counts as stored (with the batches this worker wrote).
+struct Progress {
+    lines: u64,
+    successes: u64,
+    errors: u64,
+}
+
+impl Progress {
+    fn of(work: &ClaimedWork) -> Progress {
+        Progress {
+            lines: work.checkpoint_line,
+            successes: work.success_count,
+            errors: work.error_count,
+        }
+    }
+
+    /// Takes in a stored batch; returns the successes and errors it added.
+    fn advance(&mut self, batch: &Batch) -> (u64, u64) {
+        let added = (
+            batch.success_count.saturating_sub(self.successes),
+            batch.error_count.saturating_sub(self.errors),
+        );
+        self.lines = batch.checkpoint_line;
+        self.successes = batch.success_count;
+        self.errors = batch.error_count;
+        added
+    }
+
+    /// The line of a finished request: its totals, and the seconds this worker spent on it.
+    fn log_finished(&self, worker: &str, work: &ClaimedWork, elapsed: Duration) {
+        let object_type = match &work.kind {
+            WorkKind::Upload { object_type, .. } => object_type.as_str(),
+            WorkKind::DeleteIntegration => "INTEGRATION_DELETE",
+        };
+        tracing::info!(
+            worker,
+            seq = work.seq,
+            clientRequestId = %work.client_request_id,
+            objectType = object_type,
+            lines = self.lines,
+            successes = self.successes,
+            errors = self.errors,
+            seconds = elapsed.as_secs_f64(),
+            "request finished"
+        );
     }
 }
 

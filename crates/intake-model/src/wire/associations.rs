@@ -6,6 +6,7 @@
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 /// One JSON object's members in the order given, each value as its raw text (numbers as
 /// sent, nested values untouched).
@@ -52,9 +53,11 @@ impl Serialize for RawObject {
 }
 
 /// `{name, value}`: one key of a record's state (Gong's `ContextField`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ContextField {
     pub name: String,
+    /// As stored (numbers exactly as sent).
+    #[schema(value_type = Value)]
     pub value: Box<RawValue>,
 }
 
@@ -70,7 +73,7 @@ impl ContextField {
 }
 
 /// A matched record (Gong's `ExternalPartyObject` / `ExternalCallObject`, with `reasons`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContextObject {
     pub object_type: &'static str,
@@ -81,7 +84,7 @@ pub struct ContextObject {
 }
 
 /// One system's objects (`PartyContextDto` / `CallContextDto`); `system` is `Generic`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SystemContext {
     pub system: &'static str,
     pub objects: Vec<ContextObject>,
@@ -121,15 +124,30 @@ impl Serialize for PartyOut {
     }
 }
 
+/// How a [`PartyOut`] is written, for the OpenAPI document: the party's members as sent
+/// (any others too, in their order), then `affiliation` and `context`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Party)]
+#[serde(rename_all = "camelCase")]
+pub struct PartySchema {
+    pub email_address: Option<String>,
+    pub phone_number: Option<String>,
+    pub name: Option<String>,
+    /// `Internal`, `External` or `Unknown`.
+    pub affiliation: String,
+    pub context: Vec<SystemContext>,
+}
+
 /// One activity's answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Association {
+    #[schema(value_type = Vec<PartySchema>)]
     pub parties: Vec<PartyOut>,
     pub context: Vec<SystemContext>,
 }
 
 /// `POST /intake/v1/associations` 200.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AssociationReply {
     pub request_id: String,
@@ -138,14 +156,14 @@ pub struct AssociationReply {
 }
 
 /// One line of the batch answer: `{"line": n, ...the answer}` or `{"line": n, "errors"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchLine {
     pub line: u64,
     #[serde(flatten)]
     pub outcome: BatchOutcome,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum BatchOutcome {
     Answer(Association),
@@ -153,7 +171,7 @@ pub enum BatchOutcome {
 }
 
 /// `GET`/`PUT /intake/v1/settings`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsReply {
     pub request_id: String,
@@ -162,7 +180,7 @@ pub struct SettingsReply {
 }
 
 /// Gong's `CustomerDataObject`: a lead or contact that holds the address.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerDataObject {
     pub id: String,
@@ -173,31 +191,38 @@ pub struct CustomerDataObject {
 }
 
 /// Gong's `CustomerData`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CustomerData {
     pub system: &'static str,
     pub objects: Vec<CustomerDataObject>,
 }
 
 /// Gong's `EmailAddressReferences` (the lists of activities are always empty here).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailAddressReferences {
     pub request_id: String,
+    #[schema(value_type = Vec<Object>)]
     pub emails: [(); 0],
+    #[schema(value_type = Vec<Object>)]
     pub calls: [(); 0],
+    #[schema(value_type = Vec<Object>)]
     pub meetings: [(); 0],
     pub customer_data: Vec<CustomerData>,
+    #[schema(value_type = Vec<Object>)]
     pub customer_engagement: [(); 0],
 }
 
 /// Gong's `PhoneNumberReferences`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhoneNumberReferences {
     pub request_id: String,
+    #[schema(value_type = Vec<Object>)]
     pub emails: [(); 0],
+    #[schema(value_type = Vec<Object>)]
     pub calls: [(); 0],
+    #[schema(value_type = Vec<Object>)]
     pub meetings: [(); 0],
     pub customer_data: Vec<CustomerData>,
     pub supplied_phone_number: String,
@@ -206,7 +231,7 @@ pub struct PhoneNumberReferences {
 }
 
 /// Gong's `BaseResponse`: the erasure's 200.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BaseResponse {
     pub request_id: String,

@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 /// Where a paged list stands: `cursor` is absent on the last page.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageInfo {
     pub current_page_size: usize,
@@ -17,25 +18,27 @@ pub struct PageInfo {
 /// `GET /intake/v1/records/{objectType}` 200: each object as `GET /v2/crm/entities`
 /// returns it (a deleted one, with `includeDeleted=true`, as
 /// `{"objectId","modifiedDate","isDeleted":true}`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordsPage {
     pub request_id: String,
     pub records: PageInfo,
+    #[schema(value_type = Vec<Object>)]
     pub objects: Vec<Box<RawValue>>,
 }
 
 /// `GET /intake/v1/records/{objectType}/{objectId}` 200: `null` when the record is deleted
 /// or did not exist yet at `asOf`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordReply {
     pub request_id: String,
+    #[schema(value_type = Option<Object>)]
     pub object: Option<Box<RawValue>>,
 }
 
 /// One stored version of a record, with the request it came from.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionInfo {
     /// ISO-8601 UTC with milliseconds.
@@ -48,11 +51,12 @@ pub struct VersionInfo {
     /// Whether this version is the record's current state.
     pub current: bool,
     pub is_deleted: bool,
+    #[schema(value_type = Object)]
     pub object: Box<RawValue>,
 }
 
 /// `GET /intake/v1/records/{objectType}/{objectId}/versions` 200, oldest first.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionsReply {
     pub request_id: String,
@@ -61,7 +65,7 @@ pub struct VersionsReply {
 
 /// `GET /intake/v1/deal-board` 200: the columns, then every deal of the status asked that
 /// is not shown and why.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DealBoard {
     pub request_id: String,
@@ -73,7 +77,7 @@ pub struct DealBoard {
 }
 
 /// One column of the deal board: a stage and the deals shown in it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BoardColumn {
     pub object_id: String,
@@ -82,12 +86,13 @@ pub struct BoardColumn {
     pub is_active: bool,
     pub deal_count: usize,
     /// The sum of the deals' amounts (as f64), a JSON number.
+    #[schema(value_type = Option<f64>)]
     pub total_amount: Box<RawValue>,
     pub deals: Vec<BoardDeal>,
 }
 
 /// A deal shown on the board.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BoardDeal {
     pub object_id: String,
@@ -99,13 +104,14 @@ pub struct BoardDeal {
     /// `null` when the user is unknown or deleted.
     pub owner_email: Option<String>,
     /// As it was stored (the text sent).
+    #[schema(value_type = f64)]
     pub amount: Box<RawValue>,
     pub close_date: String,
     pub status: String,
 }
 
 /// A deal of the status asked that the board does not show, with every reason.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HiddenDeal {
     pub object_id: String,

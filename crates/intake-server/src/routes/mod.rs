@@ -4,3 +4,4 @@
 
 pub mod gong;
 pub mod intake;
+pub mod ops;

@@ -56,6 +56,7 @@ pub async fn upload(
         .and_then(|v| multer::parse_boundary(v).ok())
         .ok_or(ApiError::UnsupportedMediaType)?;
     let file = receive_data_file(state, company, client_request_id, body, boundary).await?;
+    let bytes = file.bytes;
     let spool_file = file.commit().await?;
     let upload = NewUpload {
         company_id: company,
@@ -65,7 +66,10 @@ pub async fn upload(
         spool_file,
     };
     match state.store.insert_upload(&upload).await {
-        Ok(_) => Ok(upload.client_request_id),
+        Ok(_) => {
+            state.metrics.upload_accepted(bytes);
+            Ok(upload.client_request_id)
+        }
         Err(err) => {
             state.spool.remove(&upload.spool_file).await;
             Err(match err {
