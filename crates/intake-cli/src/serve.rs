@@ -437,3 +437,52 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(text.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `dist/intake.toml` holds every setting of `serve` with its default: a key set to the
+    /// default, or, for a setting without one, a commented-out example (`# key = ...`).
+    #[test]
+    fn the_sample_config_file_has_every_setting_with_its_default() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dist/intake.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        let keys = config_keys();
+        for key in table.keys() {
+            assert!(keys.contains(key), "{key} in {path} is no setting");
+        }
+        for arg in command.get_arguments() {
+            let key = arg.get_id().as_str();
+            if !keys.iter().any(|k| k == key) {
+                continue;
+            }
+            let defaults = arg.get_default_values();
+            match (table.get(key), defaults.first()) {
+                (Some(value), Some(default)) => {
+                    let written = match value {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    assert_eq!(
+                        written,
+                        default.to_string_lossy(),
+                        "{key}: {path} says {written}, the default is {default:?}"
+                    );
+                }
+                (None, None) => assert!(
+                    text.lines().any(|l| l.starts_with(&format!("# {key} = "))),
+                    "{key} (no default) has no commented-out example in {path}"
+                ),
+                (None, Some(default)) => {
+                    panic!("{key} (default {default:?}) is missing from {path}")
+                }
+                (Some(value), None) => {
+                    panic!("{key} has no default, but {path} sets it to {value}")
+                }
+            }
+        }
+    }
+}

@@ -143,6 +143,23 @@ impl Metrics {
             "Webhook deliveries attempted, by outcome",
             webhook_deliveries.clone(),
         );
+        // Series whose labels are known start at 0, so that they are there (and `rate()`
+        // works) before they first move.
+        for object_type in ObjectType::ALL {
+            for outcome in ["success", "error"] {
+                lines
+                    .get_or_create(&LineLabels {
+                        object_type: object_type.as_str(),
+                        outcome,
+                    })
+                    .inc_by(0);
+            }
+        }
+        for outcome in ["delivered", "failed"] {
+            webhook_deliveries
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(0);
+        }
         Metrics {
             enabled,
             registry,
@@ -199,7 +216,7 @@ impl Metrics {
         self.lease_takeovers.inc();
     }
 
-    /// One webhook delivery (`outcome` e.g. `delivered`, `failed`).
+    /// One webhook delivery attempt: `delivered`, or `failed` (not answered 2xx in time).
     pub fn webhook_delivery(&self, outcome: &'static str) {
         self.webhook_deliveries
             .get_or_create(&OutcomeLabels { outcome })
@@ -274,20 +291,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_series_is_written_even_before_it_moves() {
+    fn the_series_are_written_those_of_known_labels_from_0() {
         let metrics = Metrics::new(true);
         metrics.lines_processed(ObjectType::Contact, 2, 1);
+        metrics.http_request("/health", &Method::GET, 200, Duration::from_millis(3));
         let text = metrics.encode(Some(&[(RequestStatus::Pending, 3)]));
         for line in [
-            "# TYPE intake_http_requests counter",
-            "# TYPE intake_http_request_duration_seconds histogram",
+            "intake_http_requests_total{route=\"/health\",method=\"GET\",status=\"200\"} 1",
+            "intake_http_request_duration_seconds_bucket{le=\"0.004\",route=\"/health\"} 1",
             "intake_upload_bytes_total 0",
             "intake_lines_processed_total{object_type=\"CONTACT\",outcome=\"success\"} 2",
             "intake_lines_processed_total{object_type=\"CONTACT\",outcome=\"error\"} 1",
             "intake_requests{status=\"PENDING\"} 3",
             "intake_request_processing_seconds_count 0",
             "intake_lease_takeovers_total 0",
-            "# TYPE intake_webhook_deliveries counter",
+            "intake_webhook_deliveries_total{outcome=\"delivered\"} 0",
+            "intake_lines_processed_total{object_type=\"STAGE\",outcome=\"error\"} 0",
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");

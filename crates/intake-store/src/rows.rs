@@ -242,6 +242,7 @@ mod tests {
             seq: 1,
             company_id: 1,
             integration_id: 1,
+            client_request_id: "r1".into(),
             kind: "UPLOAD".into(),
             object_type: None,
             spool_file: None,
@@ -250,6 +251,7 @@ mod tests {
             success_count: 0,
             error_count: 0,
             listed_errors: 0,
+            taken_over: false,
         };
         assert!(matches!(
             ClaimedWork::try_from(row),

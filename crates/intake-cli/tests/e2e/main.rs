@@ -10,6 +10,7 @@ mod cluster;
 mod connections;
 mod hardening;
 mod harness;
+mod ops;
 mod records;
 mod settings;
 mod tiers;
