@@ -15,8 +15,8 @@ mod types;
 pub mod wire;
 
 pub use formats::{
-    escape_controls, format_timestamp, is_domain, is_email, is_http_url, is_object_id, parse_date,
-    parse_datetime, parse_timestamp, MAX_OBJECT_ID_LEN,
+    escape_controls, format_timestamp, format_timestamp_ms, is_domain, is_email, is_http_url,
+    is_object_id, parse_date, parse_datetime, parse_timestamp, MAX_OBJECT_ID_LEN,
 };
 pub use reader::{FileValidator, LineOutcome, MAX_LINE_BYTES};
 pub use record::{validate_record, ValidRecord};

@@ -104,6 +104,10 @@ pub enum ApiError {
     InvalidCursor,
     /// The record never existed in the integration.
     RecordNotFound,
+    /// `/intake/v1/requests/{clientRequestId}` of no request of the company.
+    IntakeRequestNotFound,
+    /// A cancel of a request that had finished (or cannot be stopped).
+    NotCancellable(String),
     // 5xx: ours.
     Busy,
     /// No storage space left (the database's disk or the spool's).
@@ -236,6 +240,11 @@ impl ApiError {
                  with the same filters"
                     .into(),
             ),
+            IntakeRequestNotFound => (
+                StatusCode::NOT_FOUND,
+                "No request with this clientRequestId".into(),
+            ),
+            NotCancellable(why) => (StatusCode::CONFLICT, why.clone()),
             RecordNotFound => (
                 StatusCode::NOT_FOUND,
                 "No such record in this integration".into(),

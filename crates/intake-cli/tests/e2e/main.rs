@@ -11,5 +11,6 @@ mod connections;
 mod hardening;
 mod harness;
 mod records;
+mod requests;
 mod settings;
 mod tiers;

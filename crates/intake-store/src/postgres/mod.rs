@@ -25,6 +25,7 @@ mod notify;
 mod queue;
 mod rates;
 mod records;
+mod requests;
 
 /// How long opening the store waits for PostgreSQL to accept a first connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -18,6 +18,7 @@ mod queue;
 mod rates;
 mod records;
 mod report_cache;
+mod requests;
 mod tiers;
 mod write;
 
