@@ -8,6 +8,20 @@ use intake_model::wire::Scope;
 use intake_model::ObjectType;
 use intake_store::StoreError;
 
+/// The part of a request the HTTP library could not parse, for
+/// [`ApiError::MalformedRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unparsable {
+    /// Unknown or none in particular.
+    Request,
+    ContentLength,
+    TransferEncoding,
+    Method,
+    Uri,
+    Version,
+    Header,
+}
+
 /// Largest accepted file: 200 MB.
 pub const MAX_FILE_BYTES: u64 = 209_715_200;
 
@@ -108,6 +122,14 @@ pub enum ApiError {
     IntakeRequestNotFound,
     /// A cancel of a request that had finished (or cannot be stopped).
     NotCancellable(String),
+    // Refused by the HTTP library before a request reached the router (see
+    // [`crate::listener`]), with the same statuses as it gives them.
+    /// A request that does not parse (400); what of it, when known.
+    MalformedRequest(Unparsable),
+    /// A request target (path and query) over the HTTP library's limit (414).
+    UriTooLong,
+    /// A header block over the HTTP library's limits of size or count (431).
+    HeadersTooLarge,
     // 5xx: ours.
     Busy,
     /// No storage space left (the database's disk or the spool's).
@@ -249,6 +271,24 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "No such record in this integration".into(),
             ),
+            MalformedRequest(part) => (
+                bad,
+                match part {
+                    Unparsable::Request => "Malformed HTTP request",
+                    Unparsable::ContentLength => "Invalid Content-Length header",
+                    Unparsable::TransferEncoding => "Invalid Transfer-Encoding header",
+                    Unparsable::Method => "Invalid HTTP method",
+                    Unparsable::Uri => "Invalid request URI",
+                    Unparsable::Version => "Invalid HTTP version",
+                    Unparsable::Header => "Malformed HTTP header",
+                }
+                .into(),
+            ),
+            UriTooLong => (StatusCode::URI_TOO_LONG, "Request URI too long".into()),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request header fields too large".into(),
+            ),
             Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The database is busy; try again shortly".into(),
@@ -373,6 +413,14 @@ mod tests {
         assert_eq!(
             text(ApiError::InvalidSchema(vec!["a".into(), "b".into()])),
             (400, "a|b".into())
+        );
+        assert_eq!(
+            text(ApiError::MalformedRequest(Unparsable::ContentLength)),
+            (400, "Invalid Content-Length header".into())
+        );
+        assert_eq!(
+            text(ApiError::HeadersTooLarge),
+            (431, "Request header fields too large".into())
         );
     }
 
