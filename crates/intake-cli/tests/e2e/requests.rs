@@ -10,6 +10,7 @@ backend_tests!(
     requests_are_listed_newest_first_with_filters_and_paging,
     one_request_and_its_errors,
     cancel_stops_an_upload_and_gong_sees_it_failed,
+    requests_and_cancel_commands,
 );
 
 fn contacts(n: usize, bad_every: usize) -> String {
@@ -267,4 +268,46 @@ async fn cancel_stops_an_upload_and_gong_sees_it_failed(site: Site) {
         .await
         .unwrap();
     assert_eq!(denied.status(), 401);
+}
+
+async fn requests_and_cancel_commands(site: Site) {
+    let server = site.start(&[]);
+    let integration = server.register().await;
+    for crid in ["one", "two"] {
+        assert_eq!(
+            server
+                .upload(integration, "CONTACT", crid, contacts(2, 0))
+                .await
+                .status,
+            201
+        );
+        server.wait_done(integration, crid).await;
+    }
+    let out = server.cli(&["requests"]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].starts_with("created") && lines[0].contains("clientRequestId"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("two") && lines[1].contains("DONE"),
+        "{text}"
+    );
+    assert!(lines[2].contains("one"), "{text}");
+    let out = server
+        .cli(&["requests", "--status", "FAILED", "--json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let out = server.cli(&["requests", "--status", "nope"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = server.cli(&["cancel", "one"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already finished"),
+        "{out:?}"
+    );
 }
