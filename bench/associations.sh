@@ -21,7 +21,7 @@ WORK=${BENCH_DIR:-$(mktemp -d /tmp/intake-assoc.XXXXXX)}
 mkdir -p "$WORK"
 command -v psql >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq postgresql-client >/dev/null; }
 
-cargo build --release -q -p intake-cli
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p intake-cli
 BIN=$PWD/target/release/intake
 NEW_BIN=$BIN
 now() { date +%s.%N; }
