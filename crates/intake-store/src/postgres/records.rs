@@ -65,6 +65,7 @@ pub(super) async fn purge_integration(store: &PgStore, integration: IntegrationI
             .execute(&mut *tx)
             .await?;
     }
+    super::board::purge(&mut tx, integration).await?;
     tx.commit().await?;
     Ok(())
 }
