@@ -144,7 +144,7 @@ async fn insert_facts_skipping_stored(
         "INSERT INTO board_facts ({COLUMNS}) \
          SELECT $1, $2, $3, v.* FROM UNNEST($4::bigint[], $5::text[], $6::bigint[], \
              $7::boolean[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-             $13::text[], $14::text[]) \
+             $13::text[], $14::text[]) AS v \
          ON CONFLICT DO NOTHING"
     ))
     .bind(work.integration_id)
