@@ -268,6 +268,14 @@ macro_rules! impl_store {
             ) -> $crate::Result<()> {
                 history::for_each_current(self, integration, object_type, as_of, each).await
             }
+            async fn board_records(
+                &self,
+                integration: $crate::IntegrationId,
+                object_type: intake_model::ObjectType,
+                as_of: i64,
+            ) -> $crate::Result<$crate::BoardRecords> {
+                board::board_records(self, integration, object_type, as_of).await
+            }
             async fn request_origins(
                 &self,
                 seqs: &[$crate::RequestSeq],

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use intake_model::{FieldDef, LineError, ObjectType, SchemaPlan, ValidRecord};
 
 pub mod auth;
+mod board;
 mod delegate;
 pub mod lookups;
 pub mod postgres;
@@ -27,6 +28,8 @@ pub mod testing;
 pub use lookups::{DomainSettings, LookupHit, ReadSnapshot};
 pub use requests::CANCELLED_TEXT;
 mod text;
+
+pub use board::{BoardRecord, BoardRecords};
 
 pub type CompanyId = i64;
 pub type IntegrationId = i64;
@@ -540,6 +543,16 @@ pub trait Store: Send + Sync + 'static {
         as_of: i64,
         each: &mut EachRecord<'_>,
     ) -> Result<()>;
+    /// The deal board's projection of one type (DEAL, ACCOUNT or BUSINESS_USER; none for
+    /// another, see [`intake_model::on_board`]): every record that exists and is not
+    /// deleted at `as_of` (unix seconds), with the facts of its latest version whose
+    /// modifiedDate is at most `as_of` ([`intake_model::board_facts`] of its body).
+    async fn board_records(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        as_of: i64,
+    ) -> Result<BoardRecords>;
     /// The `clientRequestId` and acceptance time of each of these requests that exists.
     async fn request_origins(
         &self,

@@ -17,6 +17,7 @@ use tokio::sync::OnceCell;
 use crate::{Result, StoreError};
 
 mod admin;
+mod board;
 mod copy;
 mod history;
 mod integrations;

@@ -177,6 +177,7 @@ pub(super) async fn apply_batch(
             batch.records.iter().map(|(_, record)| record),
         )
         .await?;
+        super::board::insert_facts(&mut tx, work, &batch.records).await?;
     }
     if !batch.errors.is_empty() {
         let lines: Vec<i64> = batch.errors.iter().map(|e| e.line as i64).collect();

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use crate::Result;
 
 mod admin;
+mod board;
 mod history;
 mod integrations;
 mod lookups;
