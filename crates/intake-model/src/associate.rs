@@ -230,6 +230,8 @@ pub fn lookup_keys(object_type: ObjectType, body: &str) -> Vec<(LookupKind, Stri
         }
         _ => {}
     }
+    // A NUL cannot be stored on PostgreSQL, and no party can be matched by one.
+    keys.retain(|(_, key)| !key.contains('\0'));
     keys.sort();
     keys.dedup();
     keys

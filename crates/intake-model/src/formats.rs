@@ -125,6 +125,17 @@ pub fn format_timestamp(unix_secs: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Unix milliseconds as Intake writes timestamps (UTC, milliseconds).
+pub fn format_timestamp_ms(unix_ms: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
 /// A timestamp as Intake reads it (`asOf`, `since`, ...): an ISO-8601 datetime with `Z` or
 /// `±HH:MM`, fractional seconds allowed (RFC 3339). Returns whole unix seconds, rounded
 /// down: versions carry whole seconds, so "at most T" keeps the same versions.

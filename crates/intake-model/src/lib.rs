@@ -4,6 +4,7 @@
 //! Pure Rust, no I/O besides the [`std::io::Read`] it is given, no async runtime.
 
 pub mod associate;
+mod board;
 mod formats;
 pub mod gen;
 pub mod json;
@@ -14,9 +15,10 @@ mod schema;
 mod types;
 pub mod wire;
 
+pub use board::{board_facts, fact_text, on_board, BoardFact, BoardFacts};
 pub use formats::{
-    escape_controls, format_timestamp, is_domain, is_email, is_http_url, is_object_id, parse_date,
-    parse_datetime, parse_timestamp, MAX_OBJECT_ID_LEN,
+    escape_controls, format_timestamp, format_timestamp_ms, is_domain, is_email, is_http_url,
+    is_object_id, parse_date, parse_datetime, parse_timestamp, MAX_OBJECT_ID_LEN,
 };
 pub use reader::{FileValidator, LineOutcome, MAX_LINE_BYTES};
 pub use record::{validate_record, ValidRecord};

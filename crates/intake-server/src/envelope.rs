@@ -5,7 +5,8 @@
 //! 4xx or 5xx that reaches it without a JSON body (a rejection of the framework, a
 //! layer's) is wrapped too, with the status's reason as its text. Errors that hyper answers
 //! itself before a request exists (a malformed request line or Content-Length, headers
-//! past its limit) never reach a layer: those keep hyper's empty bodies.
+//! past its limit) never reach a layer: the listener replaces those answers by the same
+//! envelope ([`crate::listener`]).
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};

@@ -8,6 +8,20 @@ use intake_model::wire::Scope;
 use intake_model::ObjectType;
 use intake_store::StoreError;
 
+/// The part of a request the HTTP library could not parse, for
+/// [`ApiError::MalformedRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unparsable {
+    /// Unknown or none in particular.
+    Request,
+    ContentLength,
+    TransferEncoding,
+    Method,
+    Uri,
+    Version,
+    Header,
+}
+
 /// Largest accepted file: 200 MB.
 pub const MAX_FILE_BYTES: u64 = 209_715_200;
 
@@ -104,6 +118,18 @@ pub enum ApiError {
     InvalidCursor,
     /// The record never existed in the integration.
     RecordNotFound,
+    /// `/intake/v1/requests/{clientRequestId}` of no request of the company.
+    IntakeRequestNotFound,
+    /// A cancel of a request that had finished (or cannot be stopped).
+    NotCancellable(String),
+    // Refused by the HTTP library before a request reached the router (see
+    // [`crate::listener`]), with the same statuses as it gives them.
+    /// A request that does not parse (400); what of it, when known.
+    MalformedRequest(Unparsable),
+    /// A request target (path and query) over the HTTP library's limit (414).
+    UriTooLong,
+    /// A header block over the HTTP library's limits of size or count (431).
+    HeadersTooLarge,
     // 5xx: ours.
     /// `GET /ready`: each thing that is not ready, its text naming it (`database`,
     /// `migrations`, `spool`).
@@ -239,11 +265,34 @@ impl ApiError {
                  with the same filters"
                     .into(),
             ),
+            IntakeRequestNotFound => (
+                StatusCode::NOT_FOUND,
+                "No request with this clientRequestId".into(),
+            ),
+            NotCancellable(why) => (StatusCode::CONFLICT, why.clone()),
             RecordNotFound => (
                 StatusCode::NOT_FOUND,
                 "No such record in this integration".into(),
             ),
             NotReady(errors) => return (StatusCode::SERVICE_UNAVAILABLE, errors.clone()),
+            MalformedRequest(part) => (
+                bad,
+                match part {
+                    Unparsable::Request => "Malformed HTTP request",
+                    Unparsable::ContentLength => "Invalid Content-Length header",
+                    Unparsable::TransferEncoding => "Invalid Transfer-Encoding header",
+                    Unparsable::Method => "Invalid HTTP method",
+                    Unparsable::Uri => "Invalid request URI",
+                    Unparsable::Version => "Invalid HTTP version",
+                    Unparsable::Header => "Malformed HTTP header",
+                }
+                .into(),
+            ),
+            UriTooLong => (StatusCode::URI_TOO_LONG, "Request URI too long".into()),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request header fields too large".into(),
+            ),
             Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The database is busy; try again shortly".into(),
@@ -368,6 +417,14 @@ mod tests {
         assert_eq!(
             text(ApiError::InvalidSchema(vec!["a".into(), "b".into()])),
             (400, "a|b".into())
+        );
+        assert_eq!(
+            text(ApiError::MalformedRequest(Unparsable::ContentLength)),
+            (400, "Invalid Content-Length header".into())
+        );
+        assert_eq!(
+            text(ApiError::HeadersTooLarge),
+            (431, "Request header fields too large".into())
         );
     }
 

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use intake_store::{CompanyId, RequestStatus, Store};
+use intake_store::{CompanyId, Store};
 use rand::Rng;
 use tokio::fs::File;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -118,9 +118,7 @@ impl Spool {
             }
             let orphan = match store.request_report(company, client_request_id).await {
                 Ok(None) => true,
-                Ok(Some(report)) => {
-                    matches!(report.status, RequestStatus::Done | RequestStatus::Failed)
-                }
+                Ok(Some(report)) => report.status.is_final(),
                 Err(err) => {
                     tracing::warn!(file = %name, "cannot look up the request of a spool file: {err}");
                     false

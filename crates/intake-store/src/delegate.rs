@@ -268,12 +268,51 @@ macro_rules! impl_store {
             ) -> $crate::Result<()> {
                 history::for_each_current(self, integration, object_type, as_of, each).await
             }
+            async fn board_records(
+                &self,
+                integration: $crate::IntegrationId,
+                object_type: intake_model::ObjectType,
+                as_of: i64,
+            ) -> $crate::Result<$crate::BoardRecords> {
+                board::board_records(self, integration, object_type, as_of).await
+            }
             async fn request_origins(
                 &self,
                 seqs: &[$crate::RequestSeq],
             ) -> $crate::Result<std::collections::HashMap<$crate::RequestSeq, $crate::RequestOrigin>>
             {
                 history::request_origins(self, seqs).await
+            }
+
+            async fn list_requests(
+                &self,
+                company: $crate::CompanyId,
+                integration: $crate::IntegrationId,
+                filter: &$crate::RequestFilter,
+                before: Option<$crate::RequestSeq>,
+                limit: usize,
+            ) -> $crate::Result<Vec<$crate::RequestInfo>> {
+                requests::list_requests(self, company, integration, filter, before, limit).await
+            }
+            async fn request_info(
+                &self,
+                company: $crate::CompanyId,
+                crid: &str,
+            ) -> $crate::Result<Option<$crate::RequestInfo>> {
+                if !$crate::text::can_be_stored(crid) {
+                    return Ok(None);
+                }
+                requests::request_info(self, company, crid).await
+            }
+            async fn cancel_request(
+                &self,
+                company: $crate::CompanyId,
+                crid: &str,
+            ) -> $crate::Result<Option<$crate::CancelOutcome>> {
+                if !$crate::text::can_be_stored(crid) {
+                    return Ok(None);
+                }
+                requests::cancel_request(self, company, crid).await
             }
 
             async fn read_snapshot(

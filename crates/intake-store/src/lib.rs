@@ -14,10 +14,12 @@ use async_trait::async_trait;
 use intake_model::{FieldDef, LineError, ObjectType, SchemaPlan, ValidRecord};
 
 pub mod auth;
+mod board;
 mod delegate;
 pub mod lookups;
 pub mod ops;
 pub mod postgres;
+mod requests;
 mod rows;
 mod same_sql;
 pub mod sqlite;
@@ -26,7 +28,10 @@ pub mod testing;
 
 pub use lookups::{DomainSettings, LookupHit, ReadSnapshot};
 pub use ops::NotReady;
+pub use requests::CANCELLED_TEXT;
 mod text;
+
+pub use board::{BoardRecord, BoardRecords};
 
 pub type CompanyId = i64;
 pub type IntegrationId = i64;
@@ -185,15 +190,34 @@ pub enum RequestStatus {
     InProgress,
     Done,
     Failed,
+    /// Stopped by `POST /intake/v1/requests/{id}/cancel` (Gong's request-status shows it
+    /// FAILED, with the error `Request cancelled` on line 0).
+    Cancelled,
 }
 
 impl RequestStatus {
+    pub const ALL: [RequestStatus; 5] = [
+        RequestStatus::Pending,
+        RequestStatus::InProgress,
+        RequestStatus::Done,
+        RequestStatus::Failed,
+        RequestStatus::Cancelled,
+    ];
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RequestStatus::Done | RequestStatus::Failed | RequestStatus::Cancelled
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RequestStatus::Pending => "PENDING",
             RequestStatus::InProgress => "IN_PROGRESS",
             RequestStatus::Done => "DONE",
             RequestStatus::Failed => "FAILED",
+            RequestStatus::Cancelled => "CANCELLED",
         }
     }
 
@@ -203,6 +227,7 @@ impl RequestStatus {
             "IN_PROGRESS" => RequestStatus::InProgress,
             "DONE" => RequestStatus::Done,
             "FAILED" => RequestStatus::Failed,
+            "CANCELLED" => RequestStatus::Cancelled,
             _ => return None,
         })
     }
@@ -227,6 +252,47 @@ pub struct NewUpload {
     pub object_type: ObjectType,
     /// File name inside the spool directory.
     pub spool_file: String,
+    /// The spooled file's size.
+    pub file_bytes: u64,
+}
+
+/// A request as the requests list shows it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct RequestInfo {
+    pub seq: RequestSeq,
+    pub client_request_id: String,
+    pub integration_id: IntegrationId,
+    /// `UPLOAD` or `DELETE_INTEGRATION`.
+    pub kind: String,
+    /// `None` for an integration delete.
+    pub object_type: Option<i16>,
+    pub status: String,
+    pub success_count: i64,
+    pub error_count: i64,
+    pub file_bytes: Option<i64>,
+    /// Unix seconds.
+    pub accepted_at: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// Which requests a list shows (`since` inclusive, `until` exclusive; unix seconds).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestFilter {
+    pub status: Option<RequestStatus>,
+    pub object_type: Option<ObjectType>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// What a cancel found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was PENDING or IN_PROGRESS and is CANCELLED now.
+    Cancelled(RequestInfo),
+    /// It had finished already (or it is an integration delete, which cannot be stopped
+    /// halfway); unchanged.
+    NotCancellable(RequestInfo),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -484,11 +550,40 @@ pub trait Store: Send + Sync + 'static {
         as_of: i64,
         each: &mut EachRecord<'_>,
     ) -> Result<()>;
+    /// The deal board's projection of one type (DEAL, ACCOUNT or BUSINESS_USER; none for
+    /// another, see [`intake_model::on_board`]): every record that exists and is not
+    /// deleted at `as_of` (unix seconds), with the facts of its latest version whose
+    /// modifiedDate is at most `as_of` ([`intake_model::board_facts`] of its body).
+    async fn board_records(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        as_of: i64,
+    ) -> Result<BoardRecords>;
     /// The `clientRequestId` and acceptance time of each of these requests that exists.
     async fn request_origins(
         &self,
         seqs: &[RequestSeq],
     ) -> Result<HashMap<RequestSeq, RequestOrigin>>;
+
+    // --- the requests list ----------------------------------------------------------
+    /// The company's requests of one integration, newest first, that pass `filter` and
+    /// come before `before` (a seq) when given; at most `limit`.
+    async fn list_requests(
+        &self,
+        company: CompanyId,
+        integration: IntegrationId,
+        filter: &RequestFilter,
+        before: Option<RequestSeq>,
+        limit: usize,
+    ) -> Result<Vec<RequestInfo>>;
+    /// One request of the company by its clientRequestId.
+    async fn request_info(&self, company: CompanyId, crid: &str) -> Result<Option<RequestInfo>>;
+    /// Cancels a PENDING or IN_PROGRESS upload: CANCELLED at once, with the error `Request
+    /// cancelled` on line 0; the worker holding it loses its lease and stops at its next
+    /// batch, keeping what it applied. `None` when there is no such request.
+    async fn cancel_request(&self, company: CompanyId, crid: &str)
+        -> Result<Option<CancelOutcome>>;
 
     // --- associations ---------------------------------------------------------------
     /// A read-only snapshot of one integration's records and look-up keys.

@@ -102,6 +102,7 @@ pub(crate) fn counts_by_status(rows: Vec<(String, i64)>) -> Result<Vec<(RequestS
         RequestStatus::InProgress,
         RequestStatus::Done,
         RequestStatus::Failed,
+        RequestStatus::Cancelled,
     ]
     .into_iter()
     .map(|s| (s, 0))

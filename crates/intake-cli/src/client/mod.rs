@@ -16,6 +16,7 @@ mod board;
 mod conn;
 mod offline;
 mod records;
+mod requests;
 mod upload;
 
 use conn::{enc, ok, Api, CliError, ConnArgs};
@@ -47,6 +48,12 @@ pub enum ClientCommand {
     /// Print every version of one record, oldest first, with the upload it came from
     /// (GET /intake/v1/records/{type}/{id}/versions).
     History(records::HistoryArgs),
+    /// List the uploads and integration deletes, newest first (GET /intake/v1/requests).
+    #[command(after_help = EXIT_CODES)]
+    Requests(requests::RequestsArgs),
+    /// Stop an upload that is waiting or running; what it applied stays applied.
+    #[command(after_help = EXIT_CODES)]
+    Cancel(requests::CancelArgs),
     /// Which contacts, leads, accounts, deals and users an activity belongs to, and why
     /// (POST /intake/v1/associations; --batch FILE for many).
     #[command(after_help = EXIT_CODES)]
@@ -158,6 +165,8 @@ impl ClientCommand {
             ClientCommand::History(a) => Some(a.conn_mut()),
             ClientCommand::Board(a) => Some(&mut a.conn),
             ClientCommand::Associate(a) => Some(&mut a.conn),
+            ClientCommand::Requests(a) => Some(&mut a.conn),
+            ClientCommand::Cancel(a) => Some(&mut a.conn),
             ClientCommand::Schema(SchemaCommand::List { conn, .. })
             | ClientCommand::Schema(SchemaCommand::Upload { conn, .. })
             | ClientCommand::Integration(IntegrationCommand::Register { conn, .. })
@@ -186,6 +195,8 @@ pub async fn run(mut command: ClientCommand, matches: &ArgMatches) -> u8 {
         ClientCommand::History(args) => records::history(args).await,
         ClientCommand::Board(args) => board::board(args).await,
         ClientCommand::Associate(args) => associate::associate(args).await,
+        ClientCommand::Requests(args) => requests::requests(args).await,
+        ClientCommand::Cancel(args) => requests::cancel(args).await,
         ClientCommand::Schema(SchemaCommand::List { object_type, conn }) => {
             schema_list(object_type, conn).await
         }

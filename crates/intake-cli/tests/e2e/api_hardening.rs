@@ -1,13 +1,14 @@
 //! The server's hardening: a worker that no request can stall, revocation within the
 //! credential cache's time, bounded bodies read only after the scope check, the envelope on
-//! every error a handler or layer makes, and a spool shared by several instances.
+//! every error a handler or layer makes and on those hyper answers itself, and a spool
+//! shared by several instances.
 
 use std::time::{Duration, Instant};
 
 use intake_model::wire::{ErrorEnvelope, RequestState, RequestStatusReply};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::backend_tests;
 use crate::harness::{spool_files, spool_files_once_settled, Backend, Server, Site};
@@ -462,16 +463,204 @@ async fn errors_of_layers_have_the_envelope(site: Site) {
     assert_eq!(reply.status, 413);
     envelope(&reply);
 
-    // What hyper answers before a request exists keeps hyper's answer (see the server's
-    // envelope layer): a malformed Content-Length is refused all the same.
+    // What hyper answers before a request exists has the envelope too (see
+    // `errors_hyper_answers_have_the_envelope`).
     let reply = raw_exchange(
         &server,
         b"PUT /v2/crm/integrations HTTP/1.1\r\nHost: intake\r\nContent-Length: x\r\n\r\n".to_vec(),
     )
     .await;
     assert_eq!(reply.status, 400);
+    assert_eq!(envelope(&reply).errors, ["Invalid Content-Length header"]);
 }
 
+/// Reads one response from `stream`: until the server closes the connection when
+/// `to_close`, else until the body of its `content-length` is in. Within 10 s.
+async fn read_reply(case: &str, stream: &mut (impl AsyncRead + Unpin), to_close: bool) -> RawReply {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 8192];
+        loop {
+            if let (false, Some(end)) =
+                (to_close, received.windows(4).position(|w| w == b"\r\n\r\n"))
+            {
+                let head = String::from_utf8_lossy(&received[..end]).to_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                if received.len() >= end + 4 + length {
+                    return;
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+                Err(err) => panic!(
+                    "{case}: reset ({err}) after {:?}",
+                    String::from_utf8_lossy(&received)
+                ),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "{case}: no whole response within 10 s: {:?}",
+        String::from_utf8_lossy(&received)
+    );
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    RawReply {
+        status: head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status line"),
+        head: head.to_lowercase(),
+        body: body.to_string(),
+    }
+}
+
+/// The answer to a request hyper refuses: the envelope with a fresh id and `text`, a
+/// `content-length` that is the body's, and the connection closed after it.
+fn assert_refused(case: &str, reply: &RawReply, status: u16, text: &str) {
+    assert_eq!(
+        reply.status, status,
+        "{case}: {}\r\n\r\n{}",
+        reply.head, reply.body
+    );
+    let envelope = envelope(reply);
+    assert_eq!(envelope.errors, [text], "{case}: {}", reply.body);
+    assert!(
+        (17..=19).contains(&envelope.request_id.len())
+            && envelope
+                .request_id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()),
+        "{:?}",
+        envelope.request_id
+    );
+    assert!(
+        reply
+            .head
+            .contains(&format!("\r\ncontent-length: {}\r\n", reply.body.len())),
+        "{}",
+        reply.head
+    );
+    assert!(
+        reply.head.contains("\r\nconnection: close"),
+        "{}",
+        reply.head
+    );
+}
+
+/// The requests hyper cannot parse, which it answers itself before a request exists: the
+/// answer is the envelope all the same, and the server goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_hyper_answers_have_the_envelope() {
+    let site = Site::new(Backend::Sqlite).await.unwrap();
+    let server = site.start(&[]);
+    let address = server.url.trim_start_matches("http://").to_string();
+    let head =
+        |line: &str, headers: &str| format!("{line}\r\nHost: intake\r\n{headers}\r\n").into_bytes();
+    let many_headers: String = (0..200).map(|i| format!("X-Header-{i}: v\r\n")).collect();
+    // Over hyper's 400 KB read buffer whatever the reads: it may take a head up to about
+    // twice that in when it comes in large reads.
+    let huge_header = format!("X-Huge: {}\r\n", "v".repeat(2_000_000));
+    let long_query = format!("GET /health?q={} HTTP/1.1", "a".repeat(70_000));
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "Content-Length: abc",
+            head(
+                "PUT /v2/crm/integrations HTTP/1.1",
+                "Content-Length: abc\r\n",
+            ),
+            400,
+            "Invalid Content-Length header",
+        ),
+        (
+            "two Content-Lengths",
+            [
+                head(
+                    "PUT /v2/crm/integrations HTTP/1.1",
+                    "Content-Length: 2\r\nContent-Length: 3\r\n",
+                ),
+                b"{}".to_vec(),
+            ]
+            .concat(),
+            400,
+            "Invalid Content-Length header",
+        ),
+        (
+            "0xFF in the target",
+            head("GET /he\u{0}lth HTTP/1.1", "")
+                .into_iter()
+                .map(|b| if b == 0 { 0xFF } else { b })
+                .collect(),
+            400,
+            "Invalid request URI",
+        ),
+        (
+            "a long query",
+            head(&long_query, ""),
+            414,
+            "Request URI too long",
+        ),
+        (
+            "200 headers",
+            head("GET /health HTTP/1.1", &many_headers),
+            431,
+            "Request header fields too large",
+        ),
+        (
+            "a 2 MB header",
+            head("GET /health HTTP/1.1", &huge_header),
+            431,
+            "Request header fields too large",
+        ),
+    ];
+    for (case, request, status, text) in cases {
+        let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        // In the background: the server stops reading at the error. The connection stays
+        // open until the answer is read.
+        let sending = tokio::spawn(async move {
+            let _ = writer.write_all(&request).await;
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            drop(writer);
+        });
+        let reply = read_reply(case, &mut reader, true).await;
+        sending.abort();
+        assert_refused(case, &reply, status, text);
+    }
+
+    // On a connection that served a request first, the same.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(&head("GET /health HTTP/1.1", ""))
+        .await
+        .unwrap();
+    let served = read_reply("before", &mut stream, false).await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    stream
+        .write_all(&head("GET /health HTTP/1.1", "Content-Length: -1\r\n"))
+        .await
+        .unwrap();
+    assert_refused(
+        "after a request",
+        &read_reply("after a request", &mut stream, true).await,
+        400,
+        "Invalid Content-Length header",
+    );
+
+    // And the server goes on serving, with the envelope on its own errors as before.
+    assert_eq!(server.get("/health").await.status, 200);
+    let reply = raw_exchange(&server, head("GET /nothing HTTP/1.1", "")).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(envelope(&reply).errors, ["Not Found"]);
+    assert!(!reply.head.contains("connection: close"), "{}", reply.head);
+}
 /// Several instances share one spool: at start, an instance removes only the `.part` files
 /// that no upload can still be writing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

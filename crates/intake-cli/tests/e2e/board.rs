@@ -15,6 +15,10 @@ backend_tests!(
     board_bad_parameters,
     board_tenancy_and_scope,
     board_command_prints_text_and_json,
+    board_keeps_the_latest_version_of_each_record,
+    board_counts_each_deal_once_after_a_restart_mid_upload,
+    board_projection_goes_with_the_integration,
+    board_of_a_store_from_before_the_projection,
 );
 
 const T0: &str = "2024-01-01T00:00:00Z";
@@ -40,7 +44,9 @@ async fn put(server: &Server, integration: i64, object_type: &str, crid: &str, t
     let done = server.wait_done(integration, crid).await;
     assert_eq!(done.body["status"], "DONE", "{:?}", done.body);
     assert_eq!(
-        done.body["errorLinesCount"].as_u64().unwrap_or(0),
+        done.body["totalErrorCount"]
+            .as_u64()
+            .expect("totalErrorCount"),
         0,
         "{:?}",
         done.body
@@ -744,4 +750,284 @@ Hidden (1):
         err.contains("Parameter [status] must be one of OPEN, WON, LOST, ALL, got [open]"),
         "{err}"
     );
+}
+
+/// The column a deal is shown in and the deal as shown, or `None` when not shown.
+fn shown_in(board: &Value, id: &str) -> Option<(String, Value)> {
+    board["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|column| {
+            column["deals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["objectId"] == id)
+                .map(|d| (column["objectId"].as_str().unwrap().to_owned(), d.clone()))
+        })
+}
+
+/// Every objectId on the board, shown or hidden.
+fn all_ids(board: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = board["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["deals"].as_array().unwrap().iter())
+        .chain(board["hidden"].as_array().unwrap())
+        .map(|d| d["objectId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Versions that arrive out of order, a delete and a re-create, of deals, accounts and
+/// users: the board shows each record's latest version, now and as of any time between.
+async fn board_keeps_the_latest_version_of_each_record(site: Site) {
+    let (server, integration) = seeded(&site).await;
+    let (t2, t3) = ("2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z");
+    let at = |d: Value, t: &str| with(d, json!({"modifiedDate": t}));
+    let uploads = [
+        // d1 at t3, then an older version of it (t2) in a later upload.
+        (
+            "DEAL",
+            "d1-t3",
+            vec![at(deal("d1", "s-b", "2024-03-01", json!(300)), t3)],
+        ),
+        (
+            "DEAL",
+            "d1-t2",
+            vec![at(deal("d1", "s-a", "2024-03-01", json!(200)), t2)],
+        ),
+        // d2 deleted at t2, back at t3 in another stage.
+        (
+            "DEAL",
+            "d2-deleted",
+            vec![at(
+                with(
+                    deal("d2", "s-first", "2024-02-01", json!(1)),
+                    json!({"isDeleted": true}),
+                ),
+                t2,
+            )],
+        ),
+        (
+            "DEAL",
+            "d2-back",
+            vec![at(deal("d2", "s-a", "2024-02-15", json!(5)), t3)],
+        ),
+        (
+            "ACCOUNT",
+            "a1-t2",
+            vec![at(json!({"objectId": "a1", "name": "Acme 2"}), t2)],
+        ),
+        (
+            "BUSINESS_USER",
+            "u1-deleted",
+            vec![at(json!({"objectId": "u1", "isDeleted": true}), t2)],
+        ),
+        (
+            "BUSINESS_USER",
+            "u1-back",
+            vec![at(
+                json!({"objectId": "u1", "emailAddress": "ann@again.example"}),
+                t3,
+            )],
+        ),
+    ];
+    for (object_type, crid, objects) in uploads {
+        put(
+            &server,
+            integration,
+            object_type,
+            crid,
+            ldjson(T0, &objects),
+        )
+        .await;
+    }
+
+    let now = board(&server, "").await;
+    let (column, d1) = shown_in(&now, "d1").unwrap();
+    assert_eq!((column.as_str(), &d1["amount"]), ("s-b", &json!(300)));
+    assert_eq!(d1["accountName"], "Acme 2");
+    assert_eq!(d1["ownerEmail"], "ann@again.example");
+    let (column, d2) = shown_in(&now, "d2").unwrap();
+    assert_eq!((column.as_str(), &d2["amount"]), ("s-a", &json!(5)));
+    assert_eq!(d2["closeDate"], "2024-02-15");
+    let s_a = &now["stages"][1];
+    assert_eq!(s_a["objectId"], "s-a");
+    assert_eq!(s_a["totalAmount"], json!(7005));
+    let ids: Vec<&str> = s_a["deals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["objectId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["d2", "d4"]);
+
+    // At t2: the version that came last but is older; d2 deleted; ann deleted.
+    let then = board(&server, &format!("?asOf={t2}")).await;
+    let (column, d1) = shown_in(&then, "d1").unwrap();
+    assert_eq!((column.as_str(), &d1["amount"]), ("s-a", &json!(200)));
+    assert_eq!(d1["accountName"], "Acme 2");
+    assert_eq!(d1["ownerEmail"], Value::Null);
+    assert_eq!(shown_in(&then, "d2"), None);
+    assert!(!all_ids(&then).contains(&"d2".to_owned()));
+
+    // Just before t2: the first board.
+    let mut expected = open_board();
+    expected["asOf"] = json!("2024-01-31T23:59:59.000Z");
+    assert_eq!(board(&server, "?asOf=2024-01-31T23:59:59Z").await, expected);
+}
+
+/// A server killed while it stores deals resumes from its checkpoint: the board shows
+/// each deal once.
+async fn board_counts_each_deal_once_after_a_restart_mid_upload(site: Site) {
+    let mut server = site.start(&["--batch-lines", "1000"]);
+    let integration = server.register().await;
+    seed(&server, integration).await;
+    let count = 40_000u64;
+    let file: String = (0..count)
+        .map(|i| {
+            format!(
+                "{{\"objectId\":\"big{i:05}\",\"modifiedDate\":\"{T0}\",\"accountId\":\"a1\",\
+                 \"ownerId\":\"u1\",\"closeDate\":\"2024-02-01\",\"stage\":\"s-first\",\
+                 \"amount\":{}}}\n",
+                i % 7
+            )
+        })
+        .collect();
+    assert_eq!(
+        server.upload(integration, "DEAL", "big", file).await.status,
+        201
+    );
+    loop {
+        let status = server.status(integration, "big").await;
+        assert_ne!(
+            status.body["status"], "DONE",
+            "finished before it could be interrupted"
+        );
+        if status.body["status"] == "IN_PROGRESS"
+            && status.body["totalSuccessCount"].as_u64().unwrap() > 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill();
+    let server = site.start(&["--batch-lines", "1000"]);
+    let done = server.wait_done(integration, "big").await;
+    assert_eq!(done.body["totalSuccessCount"], count, "{:?}", done.body);
+    let expected_ids: Vec<String> = (0..count).map(|i| format!("big{i:05}")).collect();
+    let total: u64 = (0..count).map(|i| i % 7).sum();
+    for query in ["", "?asOf=2024-01-01T00:00:00Z"] {
+        let now = board(&server, query).await;
+        let first = &now["stages"][0];
+        assert_eq!(first["objectId"], "s-first", "{query}");
+        assert_eq!(first["dealCount"], count, "{query}");
+        assert_eq!(first["totalAmount"], total, "{query}");
+        assert_eq!(all_ids(&now), expected_ids, "{query}");
+    }
+}
+
+/// How many rows of the board projection an integration has, read from the database.
+async fn projection_rows(site: &Site, integration: i64) -> i64 {
+    let sql = "SELECT count(*) FROM board_facts WHERE integration_id = $1";
+    if site.database.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&site.database).await.unwrap();
+        let n = sqlx::query_scalar(sql)
+            .bind(integration)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::PgPool::connect(&site.database).await.unwrap();
+        let n = sqlx::query_scalar(sql)
+            .bind(integration)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    }
+}
+
+/// Deleting the integration removes its projection with its versions; the next
+/// integration starts with an empty board.
+async fn board_projection_goes_with_the_integration(site: Site) {
+    let (server, integration) = seeded(&site).await;
+    // 3 accounts, 2 users, 16 deals.
+    assert_eq!(projection_rows(&site, integration).await, 21);
+    let deleted = server
+        .send(server.req(
+            reqwest::Method::DELETE,
+            &format!("/v2/crm/integrations?integrationId={integration}&clientRequestId=del"),
+        ))
+        .await;
+    assert_eq!(deleted.status, 201, "{:?}", deleted.body);
+    assert_eq!(
+        server.wait_done(integration, "del").await.body["status"],
+        "DONE"
+    );
+    assert_eq!(projection_rows(&site, integration).await, 0);
+    server.register().await;
+    assert_eq!(
+        board(&server, "?status=ALL").await,
+        json!({"asOf": null, "stages": [], "hidden": []})
+    );
+}
+
+/// A store written before the projection existed (simulated: its table dropped and its
+/// migration forgotten) gets it from the stored bodies on the next start: the same board,
+/// now and as of any time.
+async fn board_of_a_store_from_before_the_projection(site: Site) {
+    let (mut server, integration) = seeded(&site).await;
+    let later = [with(
+        deal("d1", "s-a", "2024-03-01", json!(99.90)),
+        json!({"modifiedDate": "2024-06-01T00:00:00Z", "name": "Quote \" and \\ and \u{e9}"}),
+    )];
+    put(&server, integration, "DEAL", "later", ldjson(T0, &later)).await;
+    let queries = ["", "?status=ALL", "?asOf=2024-03-01T00:00:00Z"];
+    let mut before = Vec::new();
+    for query in queries {
+        before.push(server.get(&format!("/intake/v1/deal-board{query}")).await);
+    }
+    server.kill();
+
+    let statements = [
+        "DROP TABLE board_facts",
+        "DELETE FROM _sqlx_migrations WHERE version = 4",
+    ];
+    if site.database.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&site.database).await.unwrap();
+        for sql in statements {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&site.database).await.unwrap();
+        for sql in statements {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+
+    let server = site.start(&[]);
+    assert_eq!(projection_rows(&site, integration).await, 22);
+    for (query, before) in queries.iter().zip(before) {
+        let after = server.get(&format!("/intake/v1/deal-board{query}")).await;
+        assert_eq!(board_of(&after), board_of(&before), "{query}");
+        // Byte for byte, but for the request id.
+        let strip = |r: &Reply| {
+            let id = r.body["requestId"].as_str().unwrap().to_owned();
+            r.text.replacen(&id, "", 1)
+        };
+        assert_eq!(strip(&after), strip(&before), "{query}");
+    }
+    let mut expected = open_board();
+    expected["asOf"] = json!("2024-03-01T00:00:00.000Z");
+    assert_eq!(board(&server, "?asOf=2024-03-01T00:00:00Z").await, expected);
 }

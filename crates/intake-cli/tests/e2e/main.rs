@@ -12,5 +12,6 @@ mod hardening;
 mod harness;
 mod ops;
 mod records;
+mod requests;
 mod settings;
 mod tiers;

@@ -118,3 +118,54 @@ pub struct HiddenDeal {
     pub name: Option<String>,
     pub reasons: Vec<String>,
 }
+
+/// A request as the requests list shows it (`GET /intake/v1/requests`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestListed {
+    pub client_request_id: String,
+    /// `UPLOAD` or `DELETE_INTEGRATION`.
+    pub kind: String,
+    pub object_type: Option<String>,
+    /// PENDING, IN_PROGRESS, DONE, FAILED or CANCELLED.
+    pub status: String,
+    pub total_success_count: u64,
+    pub total_error_count: u64,
+    pub file_bytes: Option<u64>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// `GET /intake/v1/requests` 200, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestsPage {
+    pub request_id: String,
+    pub records: PageInfo,
+    pub requests: Vec<RequestListed>,
+}
+
+/// One error of a request: its physical line and text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct RequestError {
+    pub line: u64,
+    pub description: String,
+}
+
+/// `GET /intake/v1/requests/{clientRequestId}` 200 (the first 20 errors).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestReply {
+    pub request_id: String,
+    pub request: RequestListed,
+    pub errors: Vec<RequestError>,
+}
+
+/// `POST /intake/v1/requests/{clientRequestId}/cancel` 200.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelReply {
+    pub request_id: String,
+    pub request: RequestListed,
+}

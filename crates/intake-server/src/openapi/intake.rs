@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use intake_model::wire::associations::{AssociationReply, BatchLine, SettingsReply};
-use intake_model::wire::intake::{DealBoard, RecordReply, RecordsPage, VersionsReply};
+use intake_model::wire::intake::{
+    CancelReply, DealBoard, RecordReply, RecordsPage, RequestReply, RequestsPage, VersionsReply,
+};
 use intake_model::wire::ErrorEnvelope;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -48,6 +50,17 @@ pub struct AssociationRequest {
 pub struct SettingsBody {
     pub internal_domains: Option<Vec<String>>,
     pub excluded_domains: Option<Vec<String>>,
+}
+
+/// The statuses of Intake's requests list.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RequestStatusName {
+    Pending,
+    InProgress,
+    Done,
+    Failed,
+    Cancelled,
 }
 
 /// The deal statuses the board shows.
@@ -212,3 +225,65 @@ pub fn record() {}
     security(("basicAuth" = []), ("bearerAuth" = ["intake:read"])),
 )]
 pub fn versions() {}
+
+#[utoipa::path(
+    get,
+    path = "/intake/v1/requests",
+    tag = "Intake",
+    operation_id = "listRequests",
+    summary = "The uploads and integration deletes of the integration, newest first, paged",
+    params(
+        ("status" = Option<RequestStatusName>, Query, description = "Only requests in this status"),
+        ("objectType" = Option<ObjectTypeName>, Query, description = "Only uploads of this type"),
+        ("since" = Option<String>, Query, description = "RFC 3339: created at or after"),
+        ("until" = Option<String>, Query, description = "RFC 3339: created before"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "From the previous page, with the same filters"),
+        ("integrationId" = Option<i64>, Query, description = "Default: the company's active integration"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = RequestsPage),
+        (status = 404, description = "No active integration, or an unknown integrationId", body = ErrorEnvelope),
+    ),
+    security(("basicAuth" = []), ("bearerAuth" = ["intake:read"])),
+)]
+pub fn requests() {}
+
+#[utoipa::path(
+    get,
+    path = "/intake/v1/requests/{clientRequestId}",
+    tag = "Intake",
+    operation_id = "getRequest",
+    summary = "One request, with its first 20 errors",
+    params(
+        ("clientRequestId" = String, Path, description = "The request's clientRequestId"),
+        ("integrationId" = Option<i64>, Query, description = "Default: the company's active integration"),
+    ),
+    responses(
+        (status = 200, description = "The request", body = RequestReply),
+        (status = 404, description = "No request with this clientRequestId", body = ErrorEnvelope),
+    ),
+    security(("basicAuth" = []), ("bearerAuth" = ["intake:read"])),
+)]
+pub fn request() {}
+
+#[utoipa::path(
+    post,
+    path = "/intake/v1/requests/{clientRequestId}/cancel",
+    tag = "Intake",
+    operation_id = "cancelRequest",
+    summary = "Cancel a pending or running upload",
+    description = "It becomes CANCELLED at once, with the error `Request cancelled` on line 0 \
+        (Gong's request-status shows it FAILED); what the worker applied stays applied.",
+    params(
+        ("clientRequestId" = String, Path, description = "The request's clientRequestId"),
+        ("integrationId" = Option<i64>, Query, description = "Default: the company's active integration"),
+    ),
+    responses(
+        (status = 200, description = "Cancelled", body = CancelReply),
+        (status = 404, description = "No request with this clientRequestId", body = ErrorEnvelope),
+        (status = 409, description = "Finished already, or an integration delete", body = ErrorEnvelope),
+    ),
+    security(("basicAuth" = []), ("bearerAuth" = ["intake:write"])),
+)]
+pub fn cancel() {}

@@ -60,6 +60,9 @@ pub const UI_PATH: &str = "/docs";
         intake::associate_batch,
         intake::get_settings,
         intake::put_settings,
+        intake::requests,
+        intake::request,
+        intake::cancel,
         intake::deal_board,
         intake::records,
         intake::record,
@@ -71,7 +74,12 @@ pub const UI_PATH: &str = "/docs";
         ops::docs,
     ),
     // The schemas of parameters (those of bodies are found from the operations).
-    components(schemas(ObjectTypeName, SchemaObjectType, intake::BoardStatus)),
+    components(schemas(
+        ObjectTypeName,
+        SchemaObjectType,
+        intake::BoardStatus,
+        intake::RequestStatusName
+    )),
     tags(
         (name = "CRM", description = "Gong's generic CRM API"),
         (name = "Data Privacy", description = "Gong's data-privacy look-ups and erasure"),

@@ -273,8 +273,10 @@ struct World<'s> {
 
 impl World<'_> {
     async fn lookup(&mut self, kind: LookupKind, keys: Vec<String>) -> Result<(), ApiError> {
+        // A key or id with NUL matches nothing (none is stored: PostgreSQL cannot hold it).
         let missing: BTreeSet<String> = keys
             .into_iter()
+            .filter(|k| !k.contains('\0'))
             .filter(|k| !self.hits.contains_key(&(kind, k.clone())))
             .collect();
         if missing.is_empty() {
@@ -303,6 +305,9 @@ impl World<'_> {
     async fn load(&mut self, wanted: Vec<StateKey>) -> Result<(), ApiError> {
         let mut by_type: BTreeMap<i16, (ObjectType, BTreeSet<(String, i64)>)> = BTreeMap::new();
         for (object_type, id, at) in wanted {
+            if id.contains('\0') {
+                continue;
+            }
             if !self.states.contains_key(&(object_type, id.clone(), at)) {
                 by_type
                     .entry(object_type.code())

@@ -2,8 +2,12 @@
 //! in each, and every deal of the status asked that is not shown, with why. The rules are
 //! docs/API.md's deal board section.
 //!
-//! Each type is read in one streaming query ([`intake_store::Store::for_each_current`]) and
-//! each body parsed only for the fields the board needs (borrowed where it can be).
+//! The deals, accounts and users are read from the store's board projection
+//! ([`intake_store::Store::board_records`]: a few raw JSON values per record, not its
+//! body), the three at once; the stages, a handful, from their bodies. The board is built
+//! as indexes into what was read, and written as it is sent ([`BoardBody`]): the answer
+//! for half a million deals is tens of megabytes, never held whole. Every check that can
+//! fail is made before the first byte, so an error still answers with the envelope.
 //!
 //! Decisions where the contract is silent:
 //! - `asOf` is echoed as the time it was read as, ISO-8601 UTC with milliseconds
@@ -16,26 +20,22 @@
 //!   `OPEN`); `ALL` takes every deal.
 //! - Strings are compared byte by byte (objectId and closeDate orders, as the store's
 //!   objectId order).
+//!
+//! The bytes are those serde_json writes for [`intake_model::wire::intake::DealBoard`]
+//! (the tests below check it): field order of the wire types, no spaces, strings escaped
+//! as serde_json escapes them, `amount` as the body holds it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use intake_model::wire::intake::{BoardColumn, BoardDeal, HiddenDeal};
-use intake_model::{format_timestamp, ObjectType};
-use intake_store::{CompanyId, IntegrationId};
+use bytes::Bytes;
+use intake_model::{fact_text, format_timestamp, BoardFact, ObjectType};
+use intake_store::{BoardRecords, CompanyId, IntegrationId};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::extract::QueryParams;
 use crate::services::records;
 use crate::{ApiError, AppState};
-
-/// The board, without its `requestId`.
-pub struct Board {
-    pub as_of: Option<String>,
-    pub stages: Vec<BoardColumn>,
-    pub hidden: Vec<HiddenDeal>,
-}
 
 /// The `status` values the board takes; `OPEN` when absent.
 const STATUSES: [&str; 4] = ["OPEN", "WON", "LOST", "ALL"];
@@ -62,56 +62,79 @@ struct StageBody<'a> {
     sort_order: Option<i64>,
 }
 
-#[derive(Deserialize)]
-struct DealBody<'a> {
-    #[serde(borrow, rename = "accountId", default)]
-    account_id: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "ownerId", default)]
-    owner_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "closeDate", default)]
-    close_date: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    status: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    stage: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    amount: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct AccountBody<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct UserBody<'a> {
-    #[serde(borrow, rename = "emailAddress", default)]
-    email_address: Option<Cow<'a, str>>,
-}
-
 struct Stage {
+    object_id: String,
     name: Option<String>,
     is_active: bool,
     sort_order: i64,
 }
 
-/// A shown deal until its account and owner are looked up.
+/// No row (an unknown or deleted account or user).
+const NO_ROW: u32 = u32::MAX;
+
+/// A shown deal: rows of what was read, and its closeDate as a number when the column
+/// sorts by one (see [`date_key`]).
+#[derive(Clone, Copy)]
 struct Shown {
-    object_id: String,
-    name: Option<String>,
-    account_id: String,
-    owner_id: String,
-    amount: String,
-    close_date: String,
-    status: String,
+    date: u32,
+    deal: u32,
+    account: u32,
+    owner: u32,
+}
+
+/// A hidden deal: the missing fields (bits in the order of [`MISSING`]) and the unknown
+/// stage, if so.
+struct Hidden {
+    deal: u32,
+    missing: u8,
+    unknown_stage: Option<String>,
+}
+
+const MISSING: [&str; 4] = [
+    "missing accountId",
+    "missing ownerId",
+    "missing closeDate",
+    "missing stage",
+];
+
+struct Column {
+    stage: Stage,
+    total: f64,
+    deals: Vec<Shown>,
+}
+
+/// The board, ready to be written.
+pub struct Board {
+    as_of: Option<String>,
+    columns: Vec<Column>,
+    hidden: Vec<Hidden>,
+    deals: BoardRecords,
+    accounts: BoardRecords,
+    users: BoardRecords,
+}
+
+/// A fact that must be a JSON string, unescaped; an error names the record otherwise.
+fn text<'a>(raw: Option<&'a str>, what: &str, id: &str) -> Result<Option<Cow<'a, str>>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => fact_text(raw).map(Some).ok_or_else(|| {
+            ApiError::internal(format!(
+                "undecodable board projection: DEAL {id}: {what} {raw:.80}"
+            ))
+        }),
+    }
 }
 
 /// A present, non-empty text (an empty string counts as missing).
 fn present<'a>(value: &'a Option<Cow<'a, str>>) -> Option<&'a str> {
     value.as_deref().filter(|s| !s.is_empty())
+}
+
+/// The records' rows by objectId.
+fn index(records: &BoardRecords) -> HashMap<&str, u32> {
+    (0..records.len())
+        .map(|i| (records.object_id(i), i as u32))
+        .collect()
 }
 
 /// The board of the company's integration (`integrationId` or its active one).
@@ -126,148 +149,156 @@ pub async fn board(
     let at = as_of.unwrap_or(i64::MAX);
     let started = std::time::Instant::now();
 
-    let stages = stages(state, integration, at).await?;
-
-    // The deals, the accounts' names and the users' emails at once, each on its own
-    // connection.
-    let deals = async {
-        let mut shown: HashMap<String, Vec<Shown>> = HashMap::new();
-        let mut hidden: Vec<HiddenDeal> = Vec::new();
-        let mut corrupt = None;
-        state
-            .store
-            .for_each_current(integration, ObjectType::Deal, at, &mut |id, body| {
-                let deal: DealBody = match serde_json::from_str(body) {
-                    Ok(deal) => deal,
-                    Err(err) => {
-                        corrupt.get_or_insert_with(|| format!("DEAL {id}: {err}"));
-                        return;
-                    }
-                };
-                let status = deal.status.as_deref().unwrap_or("OPEN");
-                if wanted != "ALL" && status != wanted {
-                    return;
-                }
-                let mut reasons = Vec::new();
-                let account = present(&deal.account_id);
-                let owner = present(&deal.owner_id);
-                let close = present(&deal.close_date);
-                let stage = present(&deal.stage);
-                if account.is_none() {
-                    reasons.push("missing accountId".to_owned());
-                }
-                if owner.is_none() {
-                    reasons.push("missing ownerId".to_owned());
-                }
-                if close.is_none() {
-                    reasons.push("missing closeDate".to_owned());
-                }
-                match stage {
-                    None => reasons.push("missing stage".to_owned()),
-                    Some(stage) if !stages.contains_key(stage) => {
-                        reasons.push(format!("unknown stage [{stage}]"));
-                    }
-                    Some(_) => {}
-                }
-                let name = deal.name.map(Cow::into_owned);
-                match (account, owner, close, stage) {
-                    (Some(account), Some(owner), Some(close), Some(stage))
-                        if reasons.is_empty() =>
-                    {
-                        let deal = Shown {
-                            object_id: id.to_owned(),
-                            name,
-                            account_id: account.to_owned(),
-                            owner_id: owner.to_owned(),
-                            amount: deal.amount.map_or("0", RawValue::get).to_owned(),
-                            close_date: close.to_owned(),
-                            status: status.to_owned(),
-                        };
-                        match shown.get_mut(stage) {
-                            Some(deals) => deals.push(deal),
-                            None => {
-                                shown.insert(stage.to_owned(), vec![deal]);
-                            }
-                        }
-                    }
-                    _ => hidden.push(HiddenDeal {
-                        object_id: id.to_owned(),
-                        name,
-                        reasons,
-                    }),
-                }
-            })
-            .await?;
-        match corrupt {
-            Some(corrupt) => Err(ApiError::internal(format!("undecodable body: {corrupt}"))),
-            None => Ok((shown, hidden)),
-        }
-    };
-    let (deals, account_names, owner_emails) = tokio::try_join!(
-        deals,
-        names(state, integration, ObjectType::Account, at, |b| {
-            serde_json::from_str::<AccountBody>(b).map(|a| a.name.map(Cow::into_owned))
-        }),
-        names(state, integration, ObjectType::BusinessUser, at, |b| {
-            serde_json::from_str::<UserBody>(b).map(|u| u.email_address.map(Cow::into_owned))
-        }),
+    let store = &state.store;
+    let (stages, deals, accounts, users) = tokio::try_join!(
+        stages(state, integration, at),
+        async {
+            Ok(store
+                .board_records(integration, ObjectType::Deal, at)
+                .await?)
+        },
+        async {
+            Ok(store
+                .board_records(integration, ObjectType::Account, at)
+                .await?)
+        },
+        async {
+            Ok(store
+                .board_records(integration, ObjectType::BusinessUser, at)
+                .await?)
+        },
     )?;
-    let (mut shown, mut hidden) = deals;
     let read = started.elapsed();
 
-    let mut columns: Vec<(&String, &Stage)> = stages
+    let stage_of: HashMap<&str, usize> = stages
         .iter()
-        .filter(|(id, stage)| stage.is_active || shown.contains_key(*id))
+        .enumerate()
+        .map(|(i, s)| (s.object_id.as_str(), i))
         .collect();
-    columns.sort_by(|a, b| (a.1.sort_order, a.0).cmp(&(b.1.sort_order, b.0)));
-    let columns = columns
+    let (account_of, owner_of) = (index(&accounts), index(&users));
+    let mut shown: Vec<Vec<Shown>> = stages.iter().map(|_| Vec::new()).collect();
+    let mut totals = vec![0.0f64; stages.len()];
+    let mut hidden: Vec<Hidden> = Vec::new();
+    for i in 0..deals.len() {
+        let id = deals.object_id(i);
+        let fact = |f: BoardFact, what: &str| text(deals.fact(i, f), what, id);
+        let status = fact(BoardFact::Status, "status")?;
+        if wanted != "ALL" && status.as_deref().unwrap_or("OPEN") != wanted {
+            continue;
+        }
+        // Names must be texts even where they are not shown here.
+        text(deals.fact(i, BoardFact::Label), "name", id)?;
+        let account = fact(BoardFact::AccountId, "accountId")?;
+        let owner = fact(BoardFact::OwnerId, "ownerId")?;
+        let close = fact(BoardFact::CloseDate, "closeDate")?;
+        let stage = fact(BoardFact::Stage, "stage")?;
+        let (account, owner, close, stage) = (
+            present(&account),
+            present(&owner),
+            present(&close),
+            present(&stage),
+        );
+        let missing = [account, owner, close, stage]
+            .iter()
+            .enumerate()
+            .fold(0u8, |bits, (k, v)| bits | (u8::from(v.is_none()) << k));
+        let column = stage.and_then(|s| stage_of.get(s).copied());
+        match (account, owner, column) {
+            (Some(account), Some(owner), Some(column)) if missing == 0 => {
+                let amount = deals.fact(i, BoardFact::Amount).unwrap_or("0");
+                totals[column] += amount.parse::<f64>().unwrap_or(0.0);
+                shown[column].push(Shown {
+                    date: 0,
+                    deal: i as u32,
+                    account: account_of.get(account).copied().unwrap_or(NO_ROW),
+                    owner: owner_of.get(owner).copied().unwrap_or(NO_ROW),
+                });
+            }
+            _ => hidden.push(Hidden {
+                deal: i as u32,
+                missing,
+                unknown_stage: match (stage, column) {
+                    (Some(stage), None) => Some(stage.to_owned()),
+                    _ => None,
+                },
+            }),
+        }
+    }
+    drop((stage_of, account_of, owner_of));
+
+    let mut columns: Vec<Column> = stages
         .into_iter()
-        .map(|(id, stage)| {
-            let mut deals = shown.remove(id).unwrap_or_default();
-            deals.sort_by(|a, b| (&a.close_date, &a.object_id).cmp(&(&b.close_date, &b.object_id)));
-            let total: f64 = deals
-                .iter()
-                .map(|d| d.amount.parse::<f64>().unwrap_or(0.0))
-                .sum();
-            let deals = deals
-                .into_iter()
-                .map(|d| {
-                    Ok(BoardDeal {
-                        account_name: account_names.get(&d.account_id).cloned().flatten(),
-                        owner_email: owner_emails.get(&d.owner_id).cloned().flatten(),
-                        object_id: d.object_id,
-                        name: d.name,
-                        account_id: d.account_id,
-                        owner_id: d.owner_id,
-                        amount: RawValue::from_string(d.amount).map_err(ApiError::internal)?,
-                        close_date: d.close_date,
-                        status: d.status,
-                    })
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?;
-            Ok(BoardColumn {
-                object_id: id.clone(),
-                name: stage.name.clone(),
-                sort_order: stage.sort_order,
-                is_active: stage.is_active,
-                deal_count: deals.len(),
-                total_amount: RawValue::from_string(json_number(total))
-                    .map_err(ApiError::internal)?,
-                deals,
-            })
+        .zip(shown)
+        .zip(totals)
+        .filter(|((stage, deals), _)| stage.is_active || !deals.is_empty())
+        .map(|((stage, deals), total)| Column {
+            stage,
+            total,
+            deals,
         })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    hidden.sort_by(|a, b| a.object_id.cmp(&b.object_id));
+        .collect();
+    columns.sort_by(|a, b| {
+        (a.stage.sort_order, &a.stage.object_id).cmp(&(b.stage.sort_order, &b.stage.object_id))
+    });
+    for column in &mut columns {
+        sort_column(&deals, &mut column.deals);
+    }
+    hidden.sort_unstable_by(|a, b| {
+        deals
+            .object_id(a.deal as usize)
+            .cmp(deals.object_id(b.deal as usize))
+    });
     tracing::debug!(
         ?read,
         built = ?started.elapsed(),
+        deals = deals.len(),
         "deal board"
     );
     Ok(Board {
         as_of: as_of.map(format_timestamp),
-        stages: columns,
+        columns,
         hidden,
+        deals,
+        accounts,
+        users,
     })
+}
+
+/// A closeDate's raw JSON text `"YYYY-MM-DD"` as the number YYYYMMDD, which orders as the
+/// text does; `None` for any other text.
+fn date_key(raw: &str) -> Option<u32> {
+    let b = raw.as_bytes();
+    if b.len() != 12 || b[0] != b'"' || b[11] != b'"' || b[5] != b'-' || b[8] != b'-' {
+        return None;
+    }
+    let mut key = 0u32;
+    for &d in b[1..5].iter().chain(&b[6..8]).chain(&b[9..11]) {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        key = key * 10 + u32::from(d - b'0');
+    }
+    Some(key)
+}
+
+/// Orders a column's deals by closeDate, then objectId: by number when every closeDate
+/// has the model's form, else by text.
+fn sort_column(records: &BoardRecords, deals: &mut [Shown]) {
+    let close = |d: &Shown| records.fact(d.deal as usize, BoardFact::CloseDate);
+    let id = |d: &Shown| records.object_id(d.deal as usize);
+    let mut by_number = true;
+    for deal in deals.iter_mut() {
+        match close(deal).and_then(date_key) {
+            Some(key) => deal.date = key,
+            None => by_number = false,
+        }
+    }
+    if by_number {
+        deals.sort_unstable_by(|a, b| a.date.cmp(&b.date).then_with(|| id(a).cmp(id(b))));
+    } else {
+        let text = |d: &Shown| close(d).and_then(fact_text);
+        deals.sort_by(|a, b| (text(a), id(a)).cmp(&(text(b), id(b))));
+    }
 }
 
 /// Every stage that exists at `at` (a deleted STAGE is stored as inactive, not deleted).
@@ -275,23 +306,19 @@ async fn stages(
     state: &AppState,
     integration: IntegrationId,
     at: i64,
-) -> Result<HashMap<String, Stage>, ApiError> {
-    let mut stages = HashMap::new();
+) -> Result<Vec<Stage>, ApiError> {
+    let mut stages = Vec::new();
     let mut corrupt = None;
     state
         .store
         .for_each_current(integration, ObjectType::Stage, at, &mut |id, body| {
             match serde_json::from_str::<StageBody>(body) {
-                Ok(stage) => {
-                    stages.insert(
-                        id.to_owned(),
-                        Stage {
-                            name: stage.name.map(Cow::into_owned),
-                            is_active: stage.is_active.unwrap_or(true),
-                            sort_order: stage.sort_order.unwrap_or(1),
-                        },
-                    );
-                }
+                Ok(stage) => stages.push(Stage {
+                    object_id: id.to_owned(),
+                    name: stage.name.map(Cow::into_owned),
+                    is_active: stage.is_active.unwrap_or(true),
+                    sort_order: stage.sort_order.unwrap_or(1),
+                }),
                 Err(err) => {
                     corrupt.get_or_insert_with(|| format!("STAGE {id}: {err}"));
                 }
@@ -301,39 +328,6 @@ async fn stages(
     match corrupt {
         Some(corrupt) => Err(ApiError::internal(format!("undecodable body: {corrupt}"))),
         None => Ok(stages),
-    }
-}
-
-/// One text field of each record of `object_type` that exists and is not deleted at `at`
-/// (`None` inside when the record has no such field).
-async fn names(
-    state: &AppState,
-    integration: IntegrationId,
-    object_type: ObjectType,
-    at: i64,
-    field: fn(&str) -> serde_json::Result<Option<String>>,
-) -> Result<HashMap<String, Option<String>>, ApiError> {
-    let mut found = HashMap::new();
-    let mut corrupt = None;
-    state
-        .store
-        .for_each_current(
-            integration,
-            object_type,
-            at,
-            &mut |id, body| match field(body) {
-                Ok(value) => {
-                    found.insert(id.to_owned(), value);
-                }
-                Err(err) => {
-                    corrupt.get_or_insert_with(|| format!("{} {id}: {err}", object_type.as_str()));
-                }
-            },
-        )
-        .await?;
-    match corrupt {
-        Some(corrupt) => Err(ApiError::internal(format!("undecodable body: {corrupt}"))),
-        None => Ok(found),
     }
 }
 
@@ -349,9 +343,241 @@ fn json_number(x: f64) -> String {
     }
 }
 
+/// Bytes per piece of the streamed answer, about.
+const PIECE: usize = 128 * 1024;
+
+/// Where the writing of a board stands.
+#[derive(Clone, Copy)]
+enum At {
+    Start,
+    /// Column `c`, its deal `d` next (`None`: its head).
+    Column(usize, Option<usize>),
+    Hidden(usize),
+    End,
+    Done,
+}
+
+/// The answer of the deal board, written piece by piece as it is sent.
+pub struct BoardBody {
+    board: Board,
+    request_id: String,
+    at: At,
+}
+
+impl Board {
+    pub fn into_body(self, request_id: String) -> BoardBody {
+        BoardBody {
+            board: self,
+            request_id,
+            at: At::Start,
+        }
+    }
+}
+
+impl Iterator for BoardBody {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let mut out = Vec::with_capacity(PIECE + 4096);
+        while out.len() < PIECE {
+            if !self.write_next(&mut out) {
+                break;
+            }
+        }
+        (!out.is_empty()).then(|| Bytes::from(out))
+    }
+}
+
+impl BoardBody {
+    /// Writes the next part of the answer; false when there is none.
+    fn write_next(&mut self, out: &mut Vec<u8>) -> bool {
+        let board = &self.board;
+        self.at = match self.at {
+            At::Start => {
+                out.extend_from_slice(b"{\"requestId\":");
+                json_string(out, &self.request_id);
+                out.extend_from_slice(b",\"asOf\":");
+                match &board.as_of {
+                    Some(as_of) => json_string(out, as_of),
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(b",\"stages\":[");
+                if board.columns.is_empty() {
+                    out.extend_from_slice(b"],\"hidden\":[");
+                    At::Hidden(0)
+                } else {
+                    At::Column(0, None)
+                }
+            }
+            At::Column(c, None) => {
+                let column = &board.columns[c];
+                let stage = &column.stage;
+                if c > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"objectId\":");
+                json_string(out, &stage.object_id);
+                out.extend_from_slice(b",\"name\":");
+                match &stage.name {
+                    Some(name) => json_string(out, name),
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(
+                    format!(
+                        ",\"sortOrder\":{},\"isActive\":{},\"dealCount\":{},\"totalAmount\":{},\"deals\":[",
+                        stage.sort_order,
+                        stage.is_active,
+                        column.deals.len(),
+                        json_number(column.total)
+                    )
+                    .as_bytes(),
+                );
+                At::Column(c, Some(0))
+            }
+            At::Column(c, Some(d)) => {
+                let column = &board.columns[c];
+                // A run of deals at a time.
+                let end = column.deals.len().min(d + 256);
+                for (k, deal) in column.deals[d..end].iter().enumerate() {
+                    if d + k > 0 {
+                        out.push(b',');
+                    }
+                    self.write_deal(out, deal);
+                }
+                if end < column.deals.len() {
+                    At::Column(c, Some(end))
+                } else {
+                    out.extend_from_slice(b"]}");
+                    if c + 1 < board.columns.len() {
+                        At::Column(c + 1, None)
+                    } else {
+                        out.extend_from_slice(b"],\"hidden\":[");
+                        At::Hidden(0)
+                    }
+                }
+            }
+            At::Hidden(h) => {
+                let end = board.hidden.len().min(h + 256);
+                for (k, hidden) in board.hidden[h..end].iter().enumerate() {
+                    if h + k > 0 {
+                        out.push(b',');
+                    }
+                    self.write_hidden(out, hidden);
+                }
+                if end < board.hidden.len() {
+                    At::Hidden(end)
+                } else {
+                    At::End
+                }
+            }
+            At::End => {
+                out.extend_from_slice(b"]}");
+                At::Done
+            }
+            At::Done => return false,
+        };
+        true
+    }
+
+    fn write_deal(&self, out: &mut Vec<u8>, deal: &Shown) {
+        let Board {
+            deals,
+            accounts,
+            users,
+            ..
+        } = &self.board;
+        let i = deal.deal as usize;
+        let fact = |f| deals.fact(i, f);
+        out.extend_from_slice(b"{\"objectId\":");
+        json_string(out, deals.object_id(i));
+        out.extend_from_slice(b",\"name\":");
+        string_fact(out, fact(BoardFact::Label));
+        out.extend_from_slice(b",\"accountId\":");
+        string_fact(out, fact(BoardFact::AccountId));
+        out.extend_from_slice(b",\"accountName\":");
+        string_fact(out, label(accounts, deal.account));
+        out.extend_from_slice(b",\"ownerId\":");
+        string_fact(out, fact(BoardFact::OwnerId));
+        out.extend_from_slice(b",\"ownerEmail\":");
+        string_fact(out, label(users, deal.owner));
+        out.extend_from_slice(b",\"amount\":");
+        out.extend_from_slice(fact(BoardFact::Amount).unwrap_or("0").as_bytes());
+        out.extend_from_slice(b",\"closeDate\":");
+        string_fact(out, fact(BoardFact::CloseDate));
+        out.extend_from_slice(b",\"status\":");
+        string_fact(out, Some(fact(BoardFact::Status).unwrap_or("\"OPEN\"")));
+        out.push(b'}');
+    }
+
+    fn write_hidden(&self, out: &mut Vec<u8>, hidden: &Hidden) {
+        let deals = &self.board.deals;
+        let i = hidden.deal as usize;
+        out.extend_from_slice(b"{\"objectId\":");
+        json_string(out, deals.object_id(i));
+        out.extend_from_slice(b",\"name\":");
+        string_fact(out, deals.fact(i, BoardFact::Label));
+        out.extend_from_slice(b",\"reasons\":[");
+        let mut first = true;
+        for (k, reason) in MISSING.iter().enumerate() {
+            if hidden.missing & (1 << k) != 0 {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                json_string(out, reason);
+            }
+        }
+        if let Some(stage) = &hidden.unknown_stage {
+            if !first {
+                out.push(b',');
+            }
+            json_string(out, &format!("unknown stage [{stage}]"));
+        }
+        out.extend_from_slice(b"]}");
+    }
+}
+
+/// The label of row `row` of `records` (`None` for [`NO_ROW`]).
+fn label(records: &BoardRecords, row: u32) -> Option<&str> {
+    if row == NO_ROW {
+        None
+    } else {
+        records.fact(row as usize, BoardFact::Label)
+    }
+}
+
+/// A JSON string as serde_json writes it.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("strings serialize");
+    }
+}
+
+/// A fact holding a JSON string, as serde_json writes that string (`null` for none). The
+/// model stores strings as serde_json writes them, so a text without escapes is copied as
+/// it is; one with escapes is read and written again, in case an older body escapes
+/// differently. (Facts were checked to be strings when the board was built.)
+fn string_fact(out: &mut Vec<u8>, raw: Option<&str>) {
+    match raw {
+        None => out.extend_from_slice(b"null"),
+        Some(raw) if !raw.contains('\\') => out.extend_from_slice(raw.as_bytes()),
+        Some(raw) => match fact_text(raw) {
+            Some(text) => serde_json::to_writer(&mut *out, &*text).expect("strings serialize"),
+            None => out.extend_from_slice(b"null"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::json_number;
+    use super::*;
+    use intake_model::wire::intake::{BoardColumn, BoardDeal, DealBoard, HiddenDeal};
+    use intake_store::BoardRecord;
+    use serde_json::value::RawValue;
 
     #[test]
     fn totals_are_json_numbers() {
@@ -365,5 +591,242 @@ mod tests {
         assert!(serde_json::from_str::<serde_json::Value>(&big)
             .unwrap()
             .is_number());
+    }
+
+    #[test]
+    fn close_dates_order_as_numbers_as_they_do_as_texts() {
+        assert_eq!(date_key("\"2024-03-01\""), Some(20240301));
+        assert_eq!(date_key("\"2024-3-01\""), None);
+        assert_eq!(date_key("\"2024-03-0x\""), None);
+        assert_eq!(date_key("2024-03-01"), None);
+    }
+
+    fn record<'a>(id: &'a str, facts: [Option<&'a str>; 7]) -> BoardRecord<'a> {
+        BoardRecord {
+            object_id: id,
+            facts,
+        }
+    }
+
+    /// The streamed writer gives, piece by piece, the bytes serde_json writes for the
+    /// wire types, including strings that need escaping and facts an older body escaped
+    /// otherwise.
+    #[test]
+    fn the_written_board_is_what_serde_json_writes() {
+        let deals: BoardRecords = [
+            record(
+                "d1",
+                [
+                    Some(r#""A \"q\" \u0000 \u00e9 é""#),
+                    None,
+                    Some(r#""s1""#),
+                    Some(r#""a\/1""#),
+                    Some(r#""u1""#),
+                    Some(r#""2024-01-02""#),
+                    Some("1.50"),
+                ],
+            ),
+            record(
+                "d2",
+                [
+                    None,
+                    Some(r#""OPEN""#),
+                    Some(r#""s1""#),
+                    Some(r#""a2""#),
+                    Some(r#""u2""#),
+                    Some(r#""2024-01-01""#),
+                    None,
+                ],
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let accounts: BoardRecords = [record(
+            "a2",
+            [Some(r#""Tab\there""#), None, None, None, None, None, None],
+        )]
+        .into_iter()
+        .collect();
+        let users: BoardRecords = [record("u1", [None; 7])].into_iter().collect();
+        let stage = |id: &str, name: Option<&str>| Stage {
+            object_id: id.into(),
+            name: name.map(Into::into),
+            is_active: true,
+            sort_order: 1,
+        };
+        let board = Board {
+            as_of: Some("2024-01-01T00:00:00.000Z".into()),
+            columns: vec![
+                Column {
+                    stage: stage("s1", Some("Stage \"1\"")),
+                    total: 1.5,
+                    deals: vec![
+                        Shown {
+                            date: 0,
+                            deal: 1,
+                            account: 0,
+                            owner: NO_ROW,
+                        },
+                        Shown {
+                            date: 0,
+                            deal: 0,
+                            account: NO_ROW,
+                            owner: 0,
+                        },
+                    ],
+                },
+                Column {
+                    stage: stage("s2", None),
+                    total: 0.0,
+                    deals: vec![],
+                },
+            ],
+            hidden: vec![
+                Hidden {
+                    deal: 0,
+                    missing: 0b1010,
+                    unknown_stage: Some("x\"y".into()),
+                },
+                Hidden {
+                    deal: 1,
+                    missing: 0,
+                    unknown_stage: Some("z".into()),
+                },
+            ],
+            deals,
+            accounts,
+            users,
+        };
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        let expected = DealBoard {
+            request_id: "r\"1".into(),
+            as_of: Some("2024-01-01T00:00:00.000Z".into()),
+            stages: vec![
+                BoardColumn {
+                    object_id: "s1".into(),
+                    name: Some("Stage \"1\"".into()),
+                    sort_order: 1,
+                    is_active: true,
+                    deal_count: 2,
+                    total_amount: raw("1.5"),
+                    deals: vec![
+                        BoardDeal {
+                            object_id: "d2".into(),
+                            name: None,
+                            account_id: "a2".into(),
+                            account_name: Some("Tab\there".into()),
+                            owner_id: "u2".into(),
+                            owner_email: None,
+                            amount: raw("0"),
+                            close_date: "2024-01-01".into(),
+                            status: "OPEN".into(),
+                        },
+                        BoardDeal {
+                            object_id: "d1".into(),
+                            name: Some("A \"q\" \0 é é".into()),
+                            account_id: "a/1".into(),
+                            account_name: None,
+                            owner_id: "u1".into(),
+                            owner_email: None,
+                            amount: raw("1.50"),
+                            close_date: "2024-01-02".into(),
+                            status: "OPEN".into(),
+                        },
+                    ],
+                },
+                BoardColumn {
+                    object_id: "s2".into(),
+                    name: None,
+                    sort_order: 1,
+                    is_active: true,
+                    deal_count: 0,
+                    total_amount: raw("0"),
+                    deals: vec![],
+                },
+            ],
+            hidden: vec![
+                HiddenDeal {
+                    object_id: "d1".into(),
+                    name: Some("A \"q\" \0 é é".into()),
+                    reasons: vec![
+                        "missing ownerId".into(),
+                        "missing stage".into(),
+                        "unknown stage [x\"y]".into(),
+                    ],
+                },
+                HiddenDeal {
+                    object_id: "d2".into(),
+                    name: None,
+                    reasons: vec!["unknown stage [z]".into()],
+                },
+            ],
+        };
+        let written: Vec<u8> = board.into_body("r\"1".into()).flatten().collect();
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            serde_json::to_string(&expected).unwrap()
+        );
+
+        let empty = Board {
+            as_of: None,
+            columns: vec![],
+            hidden: vec![],
+            deals: BoardRecords::default(),
+            accounts: BoardRecords::default(),
+            users: BoardRecords::default(),
+        };
+        let written: Vec<u8> = empty.into_body("r".into()).flatten().collect();
+        assert_eq!(
+            written,
+            br#"{"requestId":"r","asOf":null,"stages":[],"hidden":[]}"#
+        );
+    }
+
+    /// Pieces end anywhere among many deals, and every piece but the last is full.
+    #[test]
+    fn a_large_board_is_written_in_pieces() {
+        let ids: Vec<String> = (0..5000).map(|i| format!("deal-{i:05}")).collect();
+        let facts = [
+            Some(r#""A deal with a name long enough""#),
+            Some(r#""OPEN""#),
+            Some(r#""s""#),
+            Some(r#""a""#),
+            Some(r#""u""#),
+            Some(r#""2024-01-01""#),
+            Some("12.5"),
+        ];
+        let deals: BoardRecords = ids.iter().map(|id| record(id, facts)).collect();
+        let shown: Vec<Shown> = (0..ids.len() as u32)
+            .map(|deal| Shown {
+                date: 0,
+                deal,
+                account: NO_ROW,
+                owner: NO_ROW,
+            })
+            .collect();
+        let board = Board {
+            as_of: None,
+            columns: vec![Column {
+                stage: Stage {
+                    object_id: "s".into(),
+                    name: None,
+                    is_active: true,
+                    sort_order: 1,
+                },
+                total: 0.0,
+                deals: shown,
+            }],
+            hidden: vec![],
+            deals,
+            accounts: BoardRecords::default(),
+            users: BoardRecords::default(),
+        };
+        let pieces: Vec<Bytes> = board.into_body("r".into()).collect();
+        assert!(pieces.len() > 3, "{}", pieces.len());
+        assert!(pieces[..pieces.len() - 1].iter().all(|p| p.len() >= PIECE));
+        let whole: Vec<u8> = pieces.concat();
+        let parsed: DealBoard = serde_json::from_slice(&whole).unwrap();
+        assert_eq!(parsed.stages[0].deals.len(), 5000);
+        assert_eq!(parsed.stages[0].deals[4999].object_id, "deal-04999");
     }
 }

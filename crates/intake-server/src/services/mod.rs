@@ -8,6 +8,7 @@ pub mod entities;
 pub mod integrations;
 pub mod privacy;
 pub mod records;
+pub mod requests;
 pub mod schema;
 pub mod status;
 pub mod upload;

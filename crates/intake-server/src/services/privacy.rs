@@ -89,7 +89,7 @@ pub async fn holders(
     integration: IntegrationId,
     subject: &Subject,
 ) -> Result<Vec<Holder>, ApiError> {
-    let Some((kind, key)) = subject.key() else {
+    let Some((kind, key)) = subject.key().filter(|(_, k)| !k.contains('\0')) else {
         return Ok(Vec::new());
     };
     let mut snapshot = state.store.read_snapshot(integration).await?;
@@ -170,7 +170,7 @@ pub async fn erase(
     asked: &str,
     subject: &Subject,
 ) -> Result<u64, ApiError> {
-    let Some((kind, key)) = subject.key() else {
+    let Some((kind, key)) = subject.key().filter(|(_, k)| !k.contains('\0')) else {
         return Ok(0);
     };
     let mut records: Vec<(ObjectType, String)> = {

@@ -116,16 +116,28 @@ struct RecordsCursor {
 
 const CURSOR: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// A cursor's text: its JSON, base64url.
+pub fn encode_cursor(cursor: &impl Serialize) -> String {
+    CURSOR.encode(serde_json::to_vec(cursor).expect("cursors serialize"))
+}
+
+/// A cursor from its text; 400 `InvalidCursor` when it is not one of this kind.
+pub fn decode_cursor<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    CURSOR
+        .decode(raw)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<T>(&bytes).ok())
+        .ok_or(ApiError::InvalidCursor)
+}
+
 impl RecordsCursor {
     fn encode(&self) -> String {
-        CURSOR.encode(serde_json::to_vec(self).expect("cursors serialize"))
+        encode_cursor(self)
     }
 
     fn decode(raw: &str) -> Result<RecordsCursor, ApiError> {
-        CURSOR
-            .decode(raw)
+        decode_cursor::<RecordsCursor>(raw)
             .ok()
-            .and_then(|bytes| serde_json::from_slice::<RecordsCursor>(&bytes).ok())
             // Only the server writes cursors, and object ids hold no control characters.
             .filter(|cursor| !cursor.after.chars().any(char::is_control))
             .ok_or(ApiError::InvalidCursor)

@@ -56,7 +56,7 @@ pub async fn upload(
         .and_then(|v| multer::parse_boundary(v).ok())
         .ok_or(ApiError::UnsupportedMediaType)?;
     let file = receive_data_file(state, company, client_request_id, body, boundary).await?;
-    let bytes = file.bytes;
+    let file_bytes = file.bytes;
     let spool_file = file.commit().await?;
     let upload = NewUpload {
         company_id: company,
@@ -64,10 +64,11 @@ pub async fn upload(
         client_request_id: client_request_id.to_string(),
         object_type,
         spool_file,
+        file_bytes,
     };
     match state.store.insert_upload(&upload).await {
         Ok(_) => {
-            state.metrics.upload_accepted(bytes);
+            state.metrics.upload_accepted(file_bytes);
             Ok(upload.client_request_id)
         }
         Err(err) => {

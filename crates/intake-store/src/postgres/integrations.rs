@@ -129,6 +129,7 @@ pub(super) async fn replace_schema(
     for name in &plan.drop_values_of {
         drop_values(&mut tx, integration, object_type, name).await?;
     }
+    super::board::drop_facts(&mut tx, integration, object_type, &plan.drop_values_of).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -17,6 +17,7 @@ use tokio::sync::OnceCell;
 use crate::{Result, StoreError};
 
 mod admin;
+mod board;
 mod copy;
 mod history;
 mod integrations;
@@ -26,6 +27,7 @@ mod ops;
 mod queue;
 mod rates;
 mod records;
+mod requests;
 
 /// How long opening the store waits for PostgreSQL to accept a first connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -21,8 +21,8 @@ pub(super) async fn insert_upload(store: &PgStore, upload: &NewUpload) -> Result
     let seq: i64 = sqlx::query_scalar(
         "WITH inserted AS ( \
              INSERT INTO requests (company_id, client_request_id, integration_id, kind, \
-                 object_type, spool_file, status) \
-             VALUES ($1, $2, $3, 'UPLOAD', $4, $5, 'PENDING') RETURNING seq \
+                 object_type, spool_file, status, file_bytes) \
+             VALUES ($1, $2, $3, 'UPLOAD', $4, $5, 'PENDING', $7) RETURNING seq \
          ), notified AS ( \
              SELECT pg_notify($6, '') FROM inserted \
          ) \
@@ -34,6 +34,7 @@ pub(super) async fn insert_upload(store: &PgStore, upload: &NewUpload) -> Result
     .bind(upload.object_type.code())
     .bind(&upload.spool_file)
     .bind(WORK_CHANNEL)
+    .bind(upload.file_bytes as i64)
     .fetch_one(&store.pool)
     .await
     .map_err(|e| conflict_on_unique(e, StoreError::ClientRequestIdUsed))?;
@@ -86,7 +87,8 @@ pub(super) async fn claim_work(
              FOR UPDATE SKIP LOCKED \
          ) \
          UPDATE requests r SET status = 'IN_PROGRESS', lease_owner = $1, \
-             lease_expires_ms = intake_now_ms() + $2 \
+             lease_expires_ms = intake_now_ms() + $2, \
+             started_at_ms = coalesce(r.started_at_ms, intake_now_ms()) \
          FROM next WHERE r.seq = next.seq \
          RETURNING {}, next.taken_over",
         CLAIMED_COLUMNS
@@ -175,6 +177,7 @@ pub(super) async fn apply_batch(
             batch.records.iter().map(|(_, record)| record),
         )
         .await?;
+        super::board::insert_facts(&mut tx, work, &batch.records).await?;
     }
     if !batch.errors.is_empty() {
         let lines: Vec<i64> = batch.errors.iter().map(|e| e.line as i64).collect();
@@ -209,7 +212,7 @@ pub(super) async fn finish_work(
     let done: i64 = sqlx::query_scalar(
         "WITH done AS ( \
              UPDATE requests SET status = $1, lease_owner = NULL, lease_expires_ms = NULL, \
-                 error_count = error_count + $2 \
+                 error_count = error_count + $2, finished_at_ms = intake_now_ms() \
              WHERE seq = $3 AND lease_owner = $4 AND status = 'IN_PROGRESS' \
              RETURNING seq \
          ), fatal AS ( \

@@ -66,6 +66,7 @@ pub(super) async fn purge_integration(store: &PgStore, integration: IntegrationI
             .await?;
     }
     super::lookups::purge(&mut tx, integration).await?;
+    super::board::purge(&mut tx, integration).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -126,6 +126,7 @@ pub(super) async fn replace_schema(
         .execute(&mut *tx)
         .await?;
     }
+    super::board::drop_facts(&mut tx, integration, object_type, &plan.drop_values_of).await?;
     tx.commit().await?;
     Ok(())
 }

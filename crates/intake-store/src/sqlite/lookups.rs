@@ -190,28 +190,26 @@ impl ReadSnapshot for Snapshot {
         if wanted.is_empty() {
             return Ok(found);
         }
-        let rows: Vec<(i64, i64, bool, String)> = sqlx::query_as(
-            "SELECT j.key, v.modified, v.deleted, v.body FROM json_each(?3) j \
-             JOIN record_versions v ON v.id = ( \
-                 SELECT version_id FROM all_version_keys k \
-                 WHERE k.integration_id = ?1 AND k.object_type = ?2 \
-                 AND k.object_id = json_extract(j.value, '$[0]') \
-                 AND k.modified <= json_extract(j.value, '$[1]') \
-                 ORDER BY k.modified DESC, k.seq DESC LIMIT 1)",
-        )
-        .bind(self.integration)
-        .bind(object_type.code())
-        .bind(serde_json::to_string(wanted).expect("pairs serialize"))
-        .fetch_all(&mut *self.tx)
-        .await?;
-        for (index, modified, deleted, body) in rows {
-            if let Some(slot) = found.get_mut(index as usize) {
-                *slot = Some(RecordState {
-                    modified,
-                    deleted,
-                    body,
-                });
-            }
+        // One probe per id, as `current_objects` does: SQLite plans a correlated probe into
+        // the two key tiers badly when the ids come from json_each (it scans them).
+        for (slot, (id, at)) in found.iter_mut().zip(wanted) {
+            let row: Option<(i64, bool, String)> = sqlx::query_as(
+                "SELECT v.modified, v.deleted, v.body FROM record_versions v WHERE v.id = \
+                 (SELECT version_id FROM all_version_keys WHERE integration_id = ? \
+                  AND object_type = ? AND object_id = ? AND modified <= ? \
+                  ORDER BY modified DESC, seq DESC LIMIT 1)",
+            )
+            .bind(self.integration)
+            .bind(object_type.code())
+            .bind(id)
+            .bind(at)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            *slot = row.map(|(modified, deleted, body)| RecordState {
+                modified,
+                deleted,
+                body,
+            });
         }
         Ok(found)
     }

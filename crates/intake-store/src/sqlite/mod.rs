@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use crate::Result;
 
 mod admin;
+mod board;
 mod history;
 mod integrations;
 mod lookups;
@@ -19,6 +20,7 @@ mod queue;
 mod rates;
 mod records;
 mod report_cache;
+mod requests;
 mod tiers;
 mod write;
 

@@ -23,8 +23,8 @@ const ROWS_PER_INSERT: usize = 500;
 pub(super) async fn insert_upload(store: &SqliteStore, upload: &NewUpload) -> Result<RequestSeq> {
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO requests (company_id, client_request_id, integration_id, kind, \
-         object_type, spool_file, status, accepted_at) \
-         VALUES (?, ?, ?, 'UPLOAD', ?, ?, 'PENDING', ?) RETURNING seq",
+         object_type, spool_file, status, accepted_at, file_bytes) \
+         VALUES (?, ?, ?, 'UPLOAD', ?, ?, 'PENDING', ?, ?) RETURNING seq",
     )
     .bind(upload.company_id)
     .bind(&upload.client_request_id)
@@ -32,6 +32,7 @@ pub(super) async fn insert_upload(store: &SqliteStore, upload: &NewUpload) -> Re
     .bind(upload.object_type.code())
     .bind(&upload.spool_file)
     .bind(now_secs())
+    .bind(upload.file_bytes as i64)
     .fetch_one(&store.writer)
     .await
     .map_err(|e| conflict_on_unique(e, StoreError::ClientRequestIdUsed))?;
@@ -104,11 +105,12 @@ pub(super) async fn claim_work(
         return Ok(None);
     };
     sqlx::query(
-        "UPDATE requests SET status = 'IN_PROGRESS', lease_owner = ?, lease_expires_ms = ? \
-         WHERE seq = ?",
+        "UPDATE requests SET status = 'IN_PROGRESS', lease_owner = ?, lease_expires_ms = ?, \
+         started_at_ms = coalesce(started_at_ms, ?) WHERE seq = ?",
     )
     .bind(worker)
     .bind(now + lease.as_millis() as i64)
+    .bind(now)
     .bind(work.seq)
     .execute(&mut *tx)
     .await?;
@@ -203,6 +205,7 @@ pub(super) async fn apply_batch(
         });
         insert.build().persistent(true).execute(&mut *tx).await?;
     }
+    super::board::insert_facts(&mut tx, work, &new_records).await?;
     sqlx::query(
         "INSERT OR ROLLBACK INTO recent_version_keys \
          (integration_id, object_type, object_id, modified, seq, version_id) \
@@ -246,11 +249,12 @@ pub(super) async fn finish_work(
     let mut tx = store.begin_write().await?;
     let done = sqlx::query(
         "UPDATE requests SET status = ?, lease_owner = NULL, lease_expires_ms = NULL, \
-         error_count = error_count + ? WHERE seq = ? AND lease_owner = ? \
+         error_count = error_count + ?, finished_at_ms = ? WHERE seq = ? AND lease_owner = ? \
          AND status = 'IN_PROGRESS'",
     )
     .bind(status.as_str())
     .bind(fatal_error.is_some() as i64)
+    .bind(now_unix_ms())
     .bind(seq)
     .bind(worker)
     .execute(&mut *tx)

@@ -65,6 +65,7 @@ pub(super) async fn purge_integration(
         while tiers::purge_step(store, integration, tier).await? > 0 {}
     }
     while super::lookups::purge_step(store, integration).await? > 0 {}
+    while super::board::purge_step(store, integration).await? > 0 {}
     sqlx::query("DELETE FROM schema_fields WHERE integration_id = ?")
         .bind(integration)
         .execute(&store.writer)

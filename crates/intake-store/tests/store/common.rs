@@ -76,6 +76,7 @@ pub fn upload(company: CompanyId, integration: IntegrationId, crid: &str) -> New
         client_request_id: crid.into(),
         object_type: ObjectType::Contact,
         spool_file: format!("{crid}.ldjson"),
+        file_bytes: 0,
     }
 }
 

@@ -5,6 +5,7 @@
 //! Beside them: what only one backend has (SQLite's key tiers and migration, PostgreSQL's
 //! instances sharing one database) and the differential check of the two.
 
+mod board;
 mod cluster;
 mod common;
 mod contract;

@@ -76,6 +76,7 @@ async fn requests_are_counted_by_status(site: Site) {
             (RequestStatus::InProgress, in_progress),
             (RequestStatus::Done, done),
             (RequestStatus::Failed, failed),
+            (RequestStatus::Cancelled, 0),
         ]
     };
     assert_eq!(store.request_counts().await.unwrap(), counts(0, 0, 0, 0));

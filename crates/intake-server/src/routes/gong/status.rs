@@ -27,7 +27,9 @@ pub async fn request_status(
             RequestStatus::Pending => RequestState::Pending,
             RequestStatus::InProgress => RequestState::InProgress,
             RequestStatus::Done => RequestState::Done,
-            RequestStatus::Failed => RequestState::Failed,
+            // Gong knows no cancelled request: it shows it FAILED, with the error on
+            // line 0 that the cancel stored.
+            RequestStatus::Failed | RequestStatus::Cancelled => RequestState::Failed,
         },
         total_error_count: report.error_count,
         total_success_count: report.success_count,

@@ -5,6 +5,7 @@
 pub mod associations;
 pub mod board;
 pub mod records;
+pub mod requests;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -18,6 +19,12 @@ pub fn router() -> Router<AppState> {
         .route(
             "/settings",
             get(associations::get_settings).put(associations::put_settings),
+        )
+        .route("/requests", get(requests::list))
+        .route("/requests/{client_request_id}", get(requests::one))
+        .route(
+            "/requests/{client_request_id}/cancel",
+            post(requests::cancel),
         )
         .route("/deal-board", get(board::deal_board))
         .route("/records/{object_type}", get(records::list))
