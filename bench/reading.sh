@@ -3,7 +3,9 @@
 # on SQLite and on PostgreSQL: a page of records, one record's versions and, when the
 # server has it, the deal board (OPEN, and as of an earlier time). Each figure is the median
 # (and the slowest) of RUNS timed calls with curl over keep-alive-less HTTP. Prints a
-# Markdown table. See BENCHMARKS.md.
+# Markdown table. With BASELINE_BIN (an `intake` built before the board projection, e.g.
+# from ba5e8e8), the same DEAL upload is also timed with it, in the same run, so that the
+# ingest cost of the projection shows. See BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,13 +13,15 @@ DEALS=${DEALS:-500000}
 ACCOUNTS=${ACCOUNTS:-100000}
 USERS=${USERS:-5000}
 RUNS=${RUNS:-7}
+BASELINE_BIN=${BASELINE_BIN:-}
 PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
 WORK=${BENCH_DIR:-$(mktemp -d /tmp/intake-reading.XXXXXX)}
 mkdir -p "$WORK"
 command -v psql >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq postgresql-client >/dev/null; }
 
-cargo build --release -q -p intake-cli
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p intake-cli
 BIN=$PWD/target/release/intake
+NEW_BIN=$BIN
 calc() { python3 -c "print($1)"; }
 
 echo "generating data in $WORK" >&2
@@ -79,21 +83,43 @@ timed() {
 
 ROWS=()
 row() { ROWS+=("| $* |"); echo "| $* |" >&2; }
-row "backend | ingest DEAL records/s | records page of 100 (ms) | page 100 in the middle (ms) | versions of a deal (ms) | deal board OPEN (ms) | deal board OPEN asOf (ms)"
-row "--- | --- | --- | --- | --- | --- | ---"
-for backend in sqlite postgres; do
-  if [ $backend = sqlite ]; then
-    start_server "r-sqlite" "sqlite://$WORK/r-sqlite/intake.db"
-  else
-    psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS intake_bench_reading WITH (FORCE)" -c "CREATE DATABASE intake_bench_reading" > /dev/null
-    start_server "r-postgres" "${PG_ADMIN%/*}/intake_bench_reading"
-  fi
+row "backend | ingest DEAL records/s | same, BASELINE_BIN | records page of 100 (ms) | page 100 in the middle (ms) | versions of a deal (ms) | deal board OPEN (ms) | deal board OPEN asOf (ms)"
+row "--- | --- | --- | --- | --- | --- | --- | ---"
+# ingest_rate NAME DATABASE-URL -> DEAL records/s of $BIN into a store holding the
+# stages, users and accounts; leaves that server running.
+ingest_rate() {
+  start_server "$1" "$2"
   upload_done "$WORK/stages.ldjson" STAGE stages
   upload_done "$WORK/users.ldjson" BUSINESS_USER users
   upload_done "$WORK/accounts.ldjson" ACCOUNT accounts
-  t0=$(date +%s.%N)
+  local t0; t0=$(date +%s.%N)
   upload_done "$WORK/deals.ldjson" DEAL deals
-  rate=$(calc "int($DEALS/($(date +%s.%N)-$t0))")
+  calc "int($DEALS/($(date +%s.%N)-$t0))"
+}
+fresh_pg() {
+  psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS intake_bench_reading WITH (FORCE)" -c "CREATE DATABASE intake_bench_reading" > /dev/null
+}
+for backend in sqlite postgres; do
+  before="–"
+  if [ -n "$BASELINE_BIN" ]; then
+    BIN=$BASELINE_BIN
+    if [ $backend = sqlite ]; then
+      ingest_rate "r-sqlite-before" "sqlite://$WORK/r-sqlite-before/intake.db" > "$WORK/before.rate"
+    else
+      fresh_pg
+      ingest_rate "r-postgres-before" "${PG_ADMIN%/*}/intake_bench_reading" > "$WORK/before.rate"
+    fi
+    before=$(cat "$WORK/before.rate")
+    stop_server
+    BIN=$NEW_BIN
+  fi
+  if [ $backend = sqlite ]; then
+    ingest_rate "r-sqlite" "sqlite://$WORK/r-sqlite/intake.db" > "$WORK/new.rate"
+  else
+    fresh_pg
+    ingest_rate "r-postgres" "${PG_ADMIN%/*}/intake_bench_reading" > "$WORK/new.rate"
+  fi
+  rate=$(cat "$WORK/new.rate")
   # Let an idle SQLite server merge its key tiers, as it would between uploads.
   sleep 5
   middle=$(sed -n "$((DEALS / 2))p" "$WORK/deals.ldjson" | python3 -c "import json,sys;print(json.load(sys.stdin)['objectId'])")
@@ -106,12 +132,13 @@ print(base64.urlsafe_b64encode(json.dumps(c, separators=(',', ':')).encode()).de
   versions=$(timed "/intake/v1/records/DEAL/$middle/versions")
   board=$(timed "/intake/v1/deal-board?status=OPEN")
   board_as_of=$(timed "/intake/v1/deal-board?status=OPEN&asOf=2023-01-01T00:00:00Z")
-  row "$backend | $rate | $page | $page_middle | $versions | $board | $board_as_of"
+  row "$backend | $rate | $before | $page | $page_middle | $versions | $board | $board_as_of"
   stop_server
 done
 psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS intake_bench_reading WITH (FORCE)" > /dev/null
 
 echo
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r); $(date -u +%F)"
 echo "Store: $DEALS deals, $ACCOUNTS accounts, $USERS users, 20 stages; median (slowest) of $RUNS calls."
 echo
