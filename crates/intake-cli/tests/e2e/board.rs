@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::backend_tests;
-use crate::harness::{Reply, Server, Site, BIN};
+use crate::harness::{Reply, Server, Site};
 
 backend_tests!(
     board_columns_deals_and_hidden,
@@ -631,33 +631,9 @@ async fn board_tenancy_and_scope(site: Site) {
     assert_eq!(anonymous.status, 401);
 }
 
-/// Runs `intake` as a client of `server`, isolated from the caller's environment.
-async fn client(server: &Server, args: &[&str]) -> std::process::Output {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args).args([
-        "--url",
-        &server.url,
-        "--access-key",
-        &server.key,
-        "--access-key-secret",
-        &server.secret,
-    ]);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("INTAKE_") || key.starts_with("GONG_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("XDG_CONFIG_HOME", "/nonexistent-intake-test-config");
-    cmd.kill_on_drop(true);
-    tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("intake finished within 2 minutes")
-        .expect("run intake")
-}
-
 async fn board_command_prints_text_and_json(site: Site) {
     let (server, _) = seeded(&site).await;
-    let out = client(&server, &["board", "--json"]).await;
+    let out = server.cli(&["board", "--json"]).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
@@ -669,24 +645,22 @@ async fn board_command_prints_text_and_json(site: Site) {
         .unwrap();
     assert_eq!(printed, open_board());
 
-    let out = client(
-        &server,
-        &[
+    let out = server
+        .cli(&[
             "board",
             "--status",
             "LOST",
             "--as-of",
             "2024-03-01T00:00:00Z",
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["asOf"], "2024-03-01T00:00:00.000Z");
     assert_eq!(printed["hidden"][0]["objectId"], "l1");
 
-    let out = client(&server, &["board"]).await;
+    let out = server.cli(&["board"]).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
     let expected = "\
@@ -722,7 +696,7 @@ Hidden (4):
 ";
     assert_eq!(text, expected);
 
-    let out = client(&server, &["board", "--status", "LOST"]).await;
+    let out = server.cli(&["board", "--status", "LOST"]).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
@@ -743,7 +717,7 @@ Hidden (1):
 "
     );
 
-    let out = client(&server, &["board", "--status", "open"]).await;
+    let out = server.cli(&["board", "--status", "open"]).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
