@@ -16,3 +16,4 @@ mod records;
 mod requests;
 mod settings;
 mod tiers;
+mod webhooks;
