@@ -120,6 +120,8 @@ pub enum ApiError {
     RecordNotFound,
     /// `/intake/v1/requests/{clientRequestId}` of no request of the company.
     IntakeRequestNotFound,
+    /// No webhook of the company has this id.
+    WebhookNotFound,
     /// A cancel of a request that had finished (or cannot be stopped).
     NotCancellable(String),
     // Refused by the HTTP library before a request reached the router (see
@@ -268,6 +270,10 @@ impl ApiError {
             IntakeRequestNotFound => (
                 StatusCode::NOT_FOUND,
                 "No request with this clientRequestId".into(),
+            ),
+            WebhookNotFound => (
+                StatusCode::NOT_FOUND,
+                "No webhook with this webhookId".into(),
             ),
             NotCancellable(why) => (StatusCode::CONFLICT, why.clone()),
             RecordNotFound => (

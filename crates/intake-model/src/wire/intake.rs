@@ -146,11 +146,37 @@ pub struct RequestsPage {
     pub requests: Vec<RequestListed>,
 }
 
-/// One error of a request: its physical line and text.
+/// One error of a request: its physical line, the line's objectId when it had a readable
+/// one, the field at fault when one is, and the text.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct RequestError {
     pub line: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     pub description: String,
+}
+
+impl From<crate::LineError> for RequestError {
+    fn from(e: crate::LineError) -> RequestError {
+        RequestError {
+            line: e.line,
+            object_id: e.object_id,
+            field: e.field,
+            description: e.description,
+        }
+    }
+}
+
+/// `GET /intake/v1/requests/{clientRequestId}/errors` 200: one page of every error.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorsPage {
+    pub request_id: String,
+    pub records: PageInfo,
+    pub errors: Vec<RequestError>,
 }
 
 /// `GET /intake/v1/requests/{clientRequestId}` 200 (the first 20 errors).
@@ -167,5 +193,75 @@ pub struct RequestReply {
 #[serde(rename_all = "camelCase")]
 pub struct CancelReply {
     pub request_id: String,
+    pub request: RequestListed,
+}
+
+/// `POST /intake/v1/webhooks` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookBody {
+    /// `http://` or `https://`; not a loopback or private address unless the server allows it.
+    pub url: String,
+    /// At least 16 characters; signs every delivery, never shown again.
+    pub secret: String,
+}
+
+/// `POST /intake/v1/webhooks` 201.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCreated {
+    pub request_id: String,
+    pub webhook_id: String,
+}
+
+/// One webhook as listed (its secret never is).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookListed {
+    pub webhook_id: String,
+    pub url: String,
+    pub created_at: String,
+}
+
+/// `GET /intake/v1/webhooks` 200.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhooksReply {
+    pub request_id: String,
+    pub webhooks: Vec<WebhookListed>,
+}
+
+/// One delivery of an event to a webhook.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryListed {
+    pub delivery_id: String,
+    pub event: String,
+    pub client_request_id: String,
+    /// `PENDING`, `DELIVERED` or `FAILED`.
+    pub state: String,
+    /// 0 for a delivery skipped unsent.
+    pub attempts: u64,
+    /// The HTTP status of the last answer; null when none came.
+    pub last_status: Option<u16>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+/// `GET /intake/v1/webhooks/{webhookId}/deliveries` 200: the latest 100, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveriesReply {
+    pub request_id: String,
+    pub deliveries: Vec<DeliveryListed>,
+}
+
+/// The body of a delivery: `POST url` when a request finished.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEvent {
+    /// `request.finished`.
+    pub event: String,
+    pub delivery_id: String,
+    pub integration_id: i64,
     pub request: RequestListed,
 }
