@@ -21,8 +21,8 @@ pub use formats::{
     is_object_id, parse_date, parse_datetime, parse_timestamp, MAX_OBJECT_ID_LEN,
 };
 pub use reader::{FileValidator, LineOutcome, MAX_LINE_BYTES};
-pub use record::{validate_record, ValidRecord};
-pub use report::{LineError, Report};
+pub use record::{validate_line, validate_record, ValidRecord};
+pub use report::{field_of, LineError, Report};
 pub use schema::{parse_schema_upload, plan_schema_replacement, FieldDef, Schema, SchemaPlan};
 pub use types::{FieldType, ObjectType, UnknownObjectType};
 

@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, BufRead, BufReader, Read};
 
-use crate::record::{validate_record, ValidRecord};
+use crate::record::{validate_line, ValidRecord};
+use crate::report::LineError;
 use crate::schema::Schema;
 use crate::types::ObjectType;
 
@@ -17,6 +18,17 @@ pub struct LineOutcome {
     /// 1-based physical line number.
     pub line: u64,
     pub result: Result<ValidRecord, String>,
+    /// For a failed line, its readable objectId (see [`crate::validate_line`]); `None` for
+    /// a valid line (its record has it).
+    pub object_id: Option<String>,
+}
+
+impl LineOutcome {
+    /// The error of a failed line, with its objectId and the field at fault when known.
+    pub fn error(&self) -> Option<LineError> {
+        let description = self.result.as_ref().err()?;
+        Some(LineError::new(self.line, description.clone()).with_object_id(self.object_id.clone()))
+    }
 }
 
 /// Hasher for keys that already are uniformly distributed 64-bit hashes.
@@ -116,6 +128,13 @@ impl<R: Read> FileValidator<R> {
         }
     }
 
+    /// The bytes of the line the last outcome is about, as sent, without its line end and
+    /// without a leading BOM. Empty for a line longer than [`MAX_LINE_BYTES`] (it is never
+    /// held in memory).
+    pub fn last_line(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Number of physical lines read so far.
     pub fn lines_read(&self) -> u64 {
         self.line
@@ -198,29 +217,38 @@ impl<R: Read> Iterator for FileValidator<R> {
             };
             let line = self.line;
             if too_long {
+                self.buf.clear();
                 return Some(Ok(LineOutcome {
                     line,
                     result: Err(format!("Line is longer than {MAX_LINE_BYTES} bytes")),
+                    object_id: None,
                 }));
             }
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let result = match validate_record(self.ty, &self.schema, &self.buf) {
+            let (result, object_id) = match validate_line(self.ty, &self.schema, &self.buf) {
                 Ok(rec) => {
                     let h = id_hash(self.id_seed, rec.object_id.as_bytes());
                     if self.seen.insert(h) {
-                        Ok(rec)
+                        (Ok(rec), None)
                     } else {
-                        Err(format!(
-                            "Duplicate objectId [{}] in file: send multiple updates of a record in separate files",
-                            rec.object_id
-                        ))
+                        (
+                            Err(format!(
+                                "Duplicate objectId [{}] in file: send multiple updates of a record in separate files",
+                                rec.object_id
+                            )),
+                            Some(rec.object_id),
+                        )
                     }
                 }
-                Err(e) => Err(e),
+                Err((description, object_id)) => (Err(description), object_id),
             };
-            return Some(Ok(LineOutcome { line, result }));
+            return Some(Ok(LineOutcome {
+                line,
+                result,
+                object_id,
+            }));
         }
     }
 }

@@ -419,16 +419,38 @@ pub fn validate_record(
     schema: &Schema,
     line: &[u8],
 ) -> Result<ValidRecord, String> {
-    check_record(ty, schema, line).map_err(crate::formats::escape_controls)
+    validate_line(ty, schema, line).map_err(|(description, _)| description)
 }
 
-fn check_record(ty: ObjectType, schema: &Schema, line: &[u8]) -> Result<ValidRecord, String> {
-    let Fields(fields) = parse_line(line)?;
-    check_duplicate_keys(&fields)?;
+/// [`validate_record`], and for a line that fails, its readable objectId beside the error:
+/// the value of its first `objectId` key when that is a valid objectId (a string of the
+/// allowed form), else `None` (not JSON, no such key, or a value that is no objectId).
+pub fn validate_line(
+    ty: ObjectType,
+    schema: &Schema,
+    line: &[u8],
+) -> Result<ValidRecord, (String, Option<String>)> {
+    let Fields(fields) = parse_line(line).map_err(|e| (formats::escape_controls(e), None))?;
+    check_fields(ty, schema, &fields, line.len()).map_err(|e| {
+        let object_id = fields.iter().find_map(|(k, v)| match v {
+            Val::Str(s) if k == "objectId" && formats::is_object_id(s) => Some(s.to_string()),
+            _ => None,
+        });
+        (formats::escape_controls(e), object_id)
+    })
+}
+
+fn check_fields(
+    ty: ObjectType,
+    schema: &Schema,
+    fields: &[(Cow<'_, str>, Val<'_>)],
+    line_len: usize,
+) -> Result<ValidRecord, String> {
+    check_duplicate_keys(fields)?;
 
     // Positions of the keys the line-level rules need (null values count as absent).
     let (mut oid, mut mdate, mut del, mut email, mut name) = (None, None, None, None, None);
-    for (k, v) in &fields {
+    for (k, v) in fields {
         if matches!(v, Val::Null) {
             continue;
         }
@@ -483,14 +505,14 @@ fn check_record(ty: ObjectType, schema: &Schema, line: &[u8]) -> Result<ValidRec
         Some(_) => return Err("Field [isDeleted] must be a boolean".to_owned()),
     };
 
-    let mut body = Body::with_capacity(line.len() + 48);
+    let mut body = Body::with_capacity(line_len + 48);
     let mut have_name = false;
     let mut have_status = false;
     let mut have_amount = false;
     let mut have_active = false;
     let mut have_sort = false;
 
-    for (line_key, v) in &fields {
+    for (line_key, v) in fields {
         let key: &str = line_key;
         if matches!(v, Val::Null) {
             continue;

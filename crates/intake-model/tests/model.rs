@@ -1335,6 +1335,7 @@ fn report_counts_and_lists() {
     let e = LineError {
         line: 3,
         description: "x".into(),
+        ..Default::default()
     };
     assert_eq!(
         serde_json::to_value(&e).unwrap(),
@@ -1658,4 +1659,48 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_failed_line_carries_its_readable_object_id_and_the_field_at_fault() {
+    let data = concat!(
+        "{\"objectId\":\"c1\"}\n",
+        "not json\n",
+        "{\"objectId\":\"c3\",\"modifiedDate\":\"2024-01-01T00:00:00Z\",\"emailAddress\":\"x\"}\n",
+        "{\"objectId\":\"bad id!\",\"modifiedDate\":\"2024-01-01T00:00:00Z\"}\n",
+        "{\"objectId\":\"c5\",\"modifiedDate\":\"2024-01-01T00:00:00Z\"}\n",
+        "{\"objectId\":\"c5\",\"modifiedDate\":\"2024-01-01T00:00:00Z\"}\n",
+        "{\"objectId\":\"c7\",\"a]b\":1,\"a]b\":2}\n",
+    );
+    let got: Vec<_> = outcomes(data.as_bytes(), ObjectType::Contact)
+        .iter()
+        .filter_map(LineOutcome::error)
+        .map(|e| (e.line, e.object_id, e.field))
+        .collect();
+    let s = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        got,
+        [
+            (1, s("c1"), s("modifiedDate")),
+            (2, None, None),
+            (3, s("c3"), s("emailAddress")),
+            (4, None, s("objectId")),
+            (6, s("c5"), s("objectId")),
+            (7, s("c7"), s("a]b")),
+        ]
+    );
+    assert_eq!(
+        intake_model::field_of("Line is longer than 1048576 bytes"),
+        None
+    );
+    let e = LineError::new(
+        9,
+        "Field [score] must be a number (custom field of type NUMBER)".into(),
+    )
+    .with_object_id(s("d1"));
+    assert_eq!(
+        serde_json::to_value(&e).unwrap(),
+        json!({"line": 9, "objectId": "d1", "field": "score",
+               "description": "Field [score] must be a number (custom field of type NUMBER)"})
+    );
 }

@@ -29,6 +29,7 @@ pub mod openapi;
 pub mod request_id;
 pub mod routes;
 pub mod services;
+pub mod sidecar;
 pub mod spool;
 pub mod worker;
 

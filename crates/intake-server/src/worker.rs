@@ -15,6 +15,7 @@ use intake_store::{Batch, ClaimedWork, LeaseLost, RequestStatus, Store, StoreErr
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
+use crate::sidecar::SidecarWriter;
 use crate::spool::Spool;
 
 #[derive(Clone, Debug)]
@@ -325,7 +326,11 @@ impl Worker {
                     .await
             }
             WorkKind::DeleteIntegration => {
+                let sidecars = self.store.integration_sidecars(work.integration_id).await?;
                 self.store.purge_integration(work.integration_id).await?;
+                for (_, mark) in sidecars {
+                    crate::sidecar::remove(self.spool.dir(), &mark.name);
+                }
                 self.finish(&work, RequestStatus::Done, None).await
             }
         };
@@ -412,6 +417,10 @@ impl Worker {
         {
             let work = work.clone();
             let batch_lines = self.config.batch_lines;
+            let sidecar = SidecarPlace {
+                dir: self.spool.dir().to_owned(),
+                spool_file: spool_file.to_owned(),
+            };
             self.validator.run(move || {
                 let mut out = BatchSender {
                     steps: sender,
@@ -419,7 +428,15 @@ impl Worker {
                     sent: 0,
                 };
                 let validated = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    validate_into_batches(file, object_type, schema, &work, batch_lines, &mut out)
+                    validate_into_batches(
+                        file,
+                        object_type,
+                        schema,
+                        &work,
+                        batch_lines,
+                        &sidecar,
+                        &mut out,
+                    )
                 }));
                 let last = match validated {
                     Ok(()) => Step::End,
@@ -433,6 +450,7 @@ impl Worker {
         }
         let mut error_count = work.error_count;
         let mut ended = false;
+        let mut replaced_old_sidecar = false;
         while let Some(step) = steps.recv().await {
             if *shutdown.borrow() {
                 return Ok(Outcome::Stopped);
@@ -442,6 +460,13 @@ impl Worker {
                     error_count = batch.error_count;
                     if let Err(LeaseLost) = self.store.apply_batch(work, &self.id, &batch).await? {
                         return Ok(Outcome::LeaseLost);
+                    }
+                    // The generation this one was copied from is no longer pointed at.
+                    if let (Some(old), Some(new)) = (&work.sidecar, &batch.sidecar) {
+                        if old.name != new.name && !replaced_old_sidecar {
+                            replaced_old_sidecar = true;
+                            crate::sidecar::remove(self.spool.dir(), &old.name);
+                        }
                     }
                     let (successes, errors) = progress.advance(&batch);
                     self.metrics.lines_processed(object_type, successes, errors);
@@ -551,22 +576,48 @@ impl BatchSender {
     }
 }
 
+/// Where the validation thread keeps a request's every error and failed line.
+struct SidecarPlace {
+    dir: std::path::PathBuf,
+    spool_file: String,
+}
+
 /// Runs on a blocking thread: reads and validates the file, skipping lines up to the
 /// checkpoint (they are still read, so duplicates are still recognised), and sends batches.
+/// Every error goes to the sidecar files (opened at the first one), made durable before the
+/// batch that counts it is sent.
 fn validate_into_batches(
     file: std::fs::File,
     object_type: ObjectType,
     schema: Schema,
     work: &ClaimedWork,
     batch_lines: usize,
+    place: &SidecarPlace,
     steps: &mut BatchSender,
 ) {
     let mut success_count = work.success_count;
     let mut error_count = work.error_count;
     let mut listed = work.listed_errors as usize;
     let mut batch = Batch::default();
-    let send = |steps: &mut BatchSender, batch: &mut Batch, success_count, error_count| {
+    let mut batch_errors = 0usize;
+    let mut sidecar: Option<SidecarWriter> = None;
+    let send = |steps: &mut BatchSender,
+                batch: &mut Batch,
+                sidecar: &mut Option<SidecarWriter>,
+                success_count,
+                error_count| {
         let mut full = std::mem::take(batch);
+        if let Some(writer) = sidecar {
+            match writer.sync() {
+                Ok(mark) => full.sidecar = Some(mark),
+                Err(err) => {
+                    steps.send(Step::Unreadable(format!(
+                        "The errors of the request could not be kept: {err}"
+                    )));
+                    return false;
+                }
+            }
+        }
         // In key order, consecutive inserts land on neighbouring index pages.
         full.records
             .sort_unstable_by(|a, b| a.1.object_id.cmp(&b.1.object_id));
@@ -575,7 +626,8 @@ fn validate_into_batches(
         steps.send(Step::Batch(full))
     };
     let reader = BufReader::with_capacity(1 << 20, file);
-    for item in FileValidator::new(reader, object_type, schema) {
+    let mut validator = FileValidator::new(reader, object_type, schema);
+    while let Some(item) = validator.next() {
         let outcome = match item {
             Ok(outcome) => outcome,
             Err(err) => {
@@ -593,24 +645,48 @@ fn validate_into_batches(
                 batch.records.push((outcome.line, record));
             }
             Err(description) => {
+                let error =
+                    LineError::new(outcome.line, description).with_object_id(outcome.object_id);
                 error_count += 1;
+                batch_errors += 1;
+                if sidecar.is_none() {
+                    match SidecarWriter::create(
+                        &place.dir,
+                        &place.spool_file,
+                        work.sidecar.as_ref(),
+                    ) {
+                        Ok(writer) => sidecar = Some(writer),
+                        Err(err) => {
+                            steps.send(Step::Unreadable(format!(
+                                "The errors of the request could not be kept: {err}"
+                            )));
+                            return;
+                        }
+                    }
+                }
+                if let Some(writer) = &mut sidecar {
+                    if let Err(err) = writer.push(&error, validator.last_line()) {
+                        steps.send(Step::Unreadable(format!(
+                            "The errors of the request could not be kept: {err}"
+                        )));
+                        return;
+                    }
+                }
                 if listed < Report::LISTED_ERRORS {
                     listed += 1;
-                    batch.errors.push(LineError {
-                        line: outcome.line,
-                        description,
-                    });
+                    batch.errors.push(error);
                 }
             }
         }
         batch.checkpoint_line = outcome.line;
-        if batch.records.len() + batch.errors.len() >= batch_lines
-            && !send(steps, &mut batch, success_count, error_count)
-        {
-            return;
+        if batch.records.len() + batch_errors >= batch_lines {
+            batch_errors = 0;
+            if !send(steps, &mut batch, &mut sidecar, success_count, error_count) {
+                return;
+            }
         }
     }
     if batch.checkpoint_line > 0 {
-        send(steps, &mut batch, success_count, error_count);
+        send(steps, &mut batch, &mut sidecar, success_count, error_count);
     }
 }

@@ -380,6 +380,83 @@ macro_rules! impl_store {
             ) -> $crate::Result<Vec<($crate::RequestStatus, u64)>> {
                 ops::request_counts(self).await
             }
+            async fn error_source(
+                &self,
+                company: $crate::CompanyId,
+                crid: &str,
+            ) -> $crate::Result<Option<$crate::ErrorSource>> {
+                if !$crate::text::can_be_stored(crid) {
+                    return Ok(None);
+                }
+                webhooks::error_source(self, company, crid).await
+            }
+            async fn integration_sidecars(
+                &self,
+                integration: $crate::IntegrationId,
+            ) -> $crate::Result<Vec<($crate::RequestSeq, $crate::SidecarMark)>> {
+                webhooks::integration_sidecars(self, integration).await
+            }
+            async fn replace_sidecar(
+                &self,
+                seq: $crate::RequestSeq,
+                old: &str,
+                new: &$crate::SidecarMark,
+            ) -> $crate::Result<bool> {
+                webhooks::replace_sidecar(self, seq, old, new).await
+            }
+            async fn create_webhook(
+                &self,
+                company: $crate::CompanyId,
+                url: &str,
+                secret: &str,
+            ) -> $crate::Result<i64> {
+                $crate::text::storable("url", url)?;
+                $crate::text::storable("secret", secret)?;
+                webhooks::create_webhook(self, company, url, secret).await
+            }
+            async fn list_webhooks(
+                &self,
+                company: $crate::CompanyId,
+            ) -> $crate::Result<Vec<$crate::Webhook>> {
+                webhooks::list_webhooks(self, company).await
+            }
+            async fn delete_webhook(
+                &self,
+                company: $crate::CompanyId,
+                webhook: i64,
+            ) -> $crate::Result<bool> {
+                webhooks::delete_webhook(self, company, webhook).await
+            }
+            async fn list_deliveries(
+                &self,
+                company: $crate::CompanyId,
+                webhook: i64,
+                limit: usize,
+            ) -> $crate::Result<Option<Vec<$crate::Delivery>>> {
+                webhooks::list_deliveries(self, company, webhook, limit).await
+            }
+            async fn claim_deliveries(
+                &self,
+                sender: &str,
+                lease: std::time::Duration,
+                limit: usize,
+            ) -> $crate::Result<Vec<$crate::DueDelivery>> {
+                webhooks::claim_deliveries(self, sender, lease, limit).await
+            }
+            async fn record_attempt(
+                &self,
+                delivery: i64,
+                sender: &str,
+                outcome: $crate::AttemptOutcome,
+            ) -> $crate::Result<()> {
+                webhooks::record_attempt(self, delivery, sender, outcome).await
+            }
+            async fn request_by_seq(
+                &self,
+                seq: $crate::RequestSeq,
+            ) -> $crate::Result<Option<$crate::RequestInfo>> {
+                webhooks::request_by_seq(self, seq).await
+            }
         }
     };
 }

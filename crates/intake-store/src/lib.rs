@@ -30,6 +30,7 @@ pub use lookups::{DomainSettings, LookupHit, ReadSnapshot};
 pub use ops::NotReady;
 pub use requests::CANCELLED_TEXT;
 mod text;
+mod webhooks;
 
 pub use board::{BoardRecord, BoardRecords};
 
@@ -339,6 +340,81 @@ pub struct ClaimedWork {
     /// The request was claimed from another worker whose lease had expired (not handed
     /// back): a lease takeover.
     pub taken_over: bool,
+    /// The files of its every error and failed line, as far as its checkpoint covers them
+    /// (`None` until a batch with an error is stored).
+    pub sidecar: Option<SidecarMark>,
+}
+
+/// A request's sidecar files (`NAME.errors` and `NAME.failed` in the spool directory) and
+/// how many bytes of each are committed: bytes past these are from a batch never stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SidecarMark {
+    pub name: String,
+    pub errors_bytes: u64,
+    pub failed_bytes: u64,
+}
+
+/// What a request's errors are read from: its sidecar files when it has some, and the
+/// errors stored in the database (the first 20 and any on line 0), in line order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorSource {
+    pub seq: RequestSeq,
+    pub status: RequestStatus,
+    pub sidecar: Option<SidecarMark>,
+    pub stored: Vec<LineError>,
+}
+
+/// A company's webhook (its secret only for signing).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Webhook {
+    pub webhook_id: i64,
+    pub company_id: CompanyId,
+    pub url: String,
+    pub secret: String,
+    pub created_at_ms: i64,
+}
+
+/// One delivery of an event to a webhook, as its log shows it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Delivery {
+    pub delivery_id: i64,
+    pub webhook_id: i64,
+    pub seq: RequestSeq,
+    pub event: String,
+    pub client_request_id: String,
+    /// `PENDING`, `DELIVERED` or `FAILED`.
+    pub state: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub created_at_ms: i64,
+    pub delivered_at_ms: Option<i64>,
+}
+
+/// A delivery a sender holds the lease of, with what it needs to send it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct DueDelivery {
+    pub delivery_id: i64,
+    pub seq: RequestSeq,
+    pub event: String,
+    pub attempts: i64,
+    pub company_id: CompanyId,
+    pub url: String,
+    pub secret: String,
+}
+
+/// How one attempt of a delivery ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// A 2xx answer.
+    Delivered { status: u16 },
+    /// Another answer (`status`) or none; tried again at `retry_at_ms`, or, when `None`,
+    /// given up (`FAILED`).
+    Failed {
+        status: Option<u16>,
+        retry_at_ms: Option<i64>,
+    },
+    /// Not sent at all (a refused target): `FAILED` with its attempts unchanged.
+    Skipped,
 }
 
 /// One transaction's worth of processing: records to store, errors to list, and the
@@ -349,6 +425,8 @@ pub struct Batch {
     pub records: Vec<(u64, ValidRecord)>,
     /// Errors to list (the worker sends only those that fit in the first 20).
     pub errors: Vec<LineError>,
+    /// The sidecar files as far as this batch wrote them (durably), when it has any.
+    pub sidecar: Option<SidecarMark>,
     pub checkpoint_line: u64,
     pub success_count: u64,
     pub error_count: u64,
@@ -643,6 +721,50 @@ pub trait Store: Send + Sync + 'static {
     /// How many requests are in each status now (every status, 0 included), counted in the
     /// database: the same on every instance sharing it.
     async fn request_counts(&self) -> Result<Vec<(RequestStatus, u64)>>;
+
+    // --- every error, and webhooks --------------------------------------------------
+    /// Where the errors of one request of the company are read from; `None` when there is
+    /// no such request.
+    async fn error_source(&self, company: CompanyId, crid: &str) -> Result<Option<ErrorSource>>;
+    /// The sidecar files of the integration's requests, with their seq.
+    async fn integration_sidecars(
+        &self,
+        integration: IntegrationId,
+    ) -> Result<Vec<(RequestSeq, SidecarMark)>>;
+    /// Points a finished request at rewritten sidecar files, if it still points at `old`
+    /// (its name). False when it does not (then nothing changed).
+    async fn replace_sidecar(&self, seq: RequestSeq, old: &str, new: &SidecarMark) -> Result<bool>;
+    async fn create_webhook(&self, company: CompanyId, url: &str, secret: &str) -> Result<i64>;
+    /// The company's webhooks, oldest first.
+    async fn list_webhooks(&self, company: CompanyId) -> Result<Vec<Webhook>>;
+    /// Removes it and its pending deliveries (the delivered and failed stay in no list:
+    /// they go too). False when the company has no such webhook.
+    async fn delete_webhook(&self, company: CompanyId, webhook: i64) -> Result<bool>;
+    /// The latest `limit` deliveries of a webhook of the company, newest first; `None` when
+    /// the company has no such webhook.
+    async fn list_deliveries(
+        &self,
+        company: CompanyId,
+        webhook: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<Delivery>>>;
+    /// Takes up to `limit` PENDING deliveries that are due and whose lease is free or
+    /// expired, under a lease of `lease` for `sender`.
+    async fn claim_deliveries(
+        &self,
+        sender: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>>;
+    /// Records one attempt of a delivery this sender holds (nothing if it does not).
+    async fn record_attempt(
+        &self,
+        delivery: i64,
+        sender: &str,
+        outcome: AttemptOutcome,
+    ) -> Result<()>;
+    /// One request by its seq (for a delivery's body).
+    async fn request_by_seq(&self, seq: RequestSeq) -> Result<Option<RequestInfo>>;
 }
 
 /// Opens the store a database URL names: `sqlite://PATH` (created if missing) or

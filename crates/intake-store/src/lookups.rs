@@ -75,7 +75,7 @@ impl DomainSettings {
 
 /// Every text an erasure must remove from stored error descriptions: the address asked for
 /// and every email and phone number that the erased records' versions held.
-pub(crate) fn quoted_values(asked: &str, bodies: &[(ObjectType, String)]) -> Vec<String> {
+pub fn quoted_values(asked: &str, bodies: &[(ObjectType, String)]) -> Vec<String> {
     #[derive(serde::Deserialize, Default)]
     #[serde(rename_all = "camelCase")]
     struct Person {

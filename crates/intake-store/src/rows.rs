@@ -78,7 +78,8 @@ impl From<CredentialRow> for StoredCredential {
 
 /// The columns of `requests` that [`claimed`] reads, in the order it reads them.
 pub(crate) const CLAIMED_COLUMNS: &str = "seq, company_id, integration_id, client_request_id, \
-     kind, object_type, spool_file, accepted_at, checkpoint_line, success_count, error_count, listed_errors";
+     kind, object_type, spool_file, accepted_at, checkpoint_line, success_count, error_count, listed_errors, \
+     sidecar, errors_bytes, failed_bytes";
 
 /// The last column [`claimed`] reads, of the row as it was before the claim: whether another
 /// worker still held its (expired) lease.
@@ -99,6 +100,9 @@ pub(crate) struct ClaimedRow {
     success_count: i64,
     error_count: i64,
     listed_errors: i64,
+    sidecar: Option<String>,
+    errors_bytes: i64,
+    failed_bytes: i64,
     taken_over: bool,
 }
 
@@ -131,6 +135,7 @@ impl TryFrom<ClaimedRow> for ClaimedWork {
             error_count: count_of(row.error_count)?,
             listed_errors: count_of(row.listed_errors)?,
             taken_over: row.taken_over,
+            sidecar: crate::webhooks::mark(row.sidecar, row.errors_bytes, row.failed_bytes)?,
         })
     }
 }
@@ -181,6 +186,7 @@ impl ReportHead {
                 Ok(LineError {
                     line: count_of(line)?,
                     description,
+                    ..LineError::default()
                 })
             })
             .collect::<Result<_>>()?;
@@ -251,6 +257,9 @@ mod tests {
             success_count: 0,
             error_count: 0,
             listed_errors: 0,
+            sidecar: None,
+            errors_bytes: 0,
+            failed_bytes: 0,
             taken_over: false,
         };
         assert!(matches!(

@@ -490,7 +490,7 @@ pub fn ok(reply: Reply) -> Result<Reply, CliError> {
     }
 }
 
-async fn read_reply(response: reqwest::Response) -> Result<Reply, reqwest::Error> {
+pub(super) async fn read_reply(response: reqwest::Response) -> Result<Reply, reqwest::Error> {
     let status = response.status().as_u16();
     let retry_after = response
         .headers()

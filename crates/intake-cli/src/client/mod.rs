@@ -54,6 +54,14 @@ pub enum ClientCommand {
     /// Stop an upload that is waiting or running; what it applied stays applied.
     #[command(after_help = EXIT_CODES)]
     Cancel(requests::CancelArgs),
+    /// Print (or save) every error of an upload, one JSON a line, in line order
+    /// (GET /intake/v1/requests/{crid}/errors).
+    #[command(after_help = EXIT_CODES)]
+    Errors(requests::ErrorsArgs),
+    /// Save the failed lines of an upload as sent, ready to fix and upload again
+    /// (GET /intake/v1/requests/{crid}/failed-lines).
+    #[command(after_help = EXIT_CODES)]
+    FailedLines(requests::FailedLinesArgs),
     /// Which contacts, leads, accounts, deals and users an activity belongs to, and why
     /// (POST /intake/v1/associations; --batch FILE for many).
     #[command(after_help = EXIT_CODES)]
@@ -167,6 +175,8 @@ impl ClientCommand {
             ClientCommand::Associate(a) => Some(&mut a.conn),
             ClientCommand::Requests(a) => Some(&mut a.conn),
             ClientCommand::Cancel(a) => Some(&mut a.conn),
+            ClientCommand::Errors(a) => Some(&mut a.conn),
+            ClientCommand::FailedLines(a) => Some(&mut a.conn),
             ClientCommand::Schema(SchemaCommand::List { conn, .. })
             | ClientCommand::Schema(SchemaCommand::Upload { conn, .. })
             | ClientCommand::Integration(IntegrationCommand::Register { conn, .. })
@@ -197,6 +207,8 @@ pub async fn run(mut command: ClientCommand, matches: &ArgMatches) -> u8 {
         ClientCommand::Associate(args) => associate::associate(args).await,
         ClientCommand::Requests(args) => requests::requests(args).await,
         ClientCommand::Cancel(args) => requests::cancel(args).await,
+        ClientCommand::Errors(args) => requests::errors(args).await,
+        ClientCommand::FailedLines(args) => requests::failed_lines(args).await,
         ClientCommand::Schema(SchemaCommand::List { object_type, conn }) => {
             schema_list(object_type, conn).await
         }
@@ -501,7 +513,7 @@ async fn integration_delete(
         crate::outln!("Deleting integration {integration} (clientRequestId {crid})...");
     }
     let status = upload::wait_for(&api, integration, &crid, None).await?;
-    upload::print_status(&api, &crid, &status, None);
+    upload::print_status(&api, &crid, &status);
     Ok(upload::status_exit_code(&status))
 }
 

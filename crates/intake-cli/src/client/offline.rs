@@ -191,6 +191,7 @@ fn print_error(
         &LineError {
             line,
             description: description.to_string(),
+            ..Default::default()
         },
     )?;
     Ok(())

@@ -1,11 +1,16 @@
 //! `intake requests`: the uploads and integration deletes, newest first, as a table
 //! (`GET /intake/v1/requests`, every page); `intake cancel CRID` stops one
-//! (`POST /intake/v1/requests/{crid}/cancel`).
+//! (`POST /intake/v1/requests/{crid}/cancel`); `intake errors CRID` and `intake failed-lines
+//! CRID` save every error and every failed line of one (streamed, never held whole).
+
+use std::path::PathBuf;
 
 use clap::Args;
+use futures_util::StreamExt;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 
-use super::conn::{enc, Api, CliError, ConnArgs};
+use super::conn::{enc, error_chain, ok, read_reply, Api, CliError, ConnArgs};
 
 #[derive(Args, Debug)]
 pub struct RequestsArgs {
@@ -28,6 +33,95 @@ pub struct CancelArgs {
     client_request_id: String,
     #[command(flatten)]
     pub(super) conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ErrorsArgs {
+    /// The clientRequestId of the upload
+    client_request_id: String,
+    /// Write them to this file instead of standard output
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct FailedLinesArgs {
+    /// The clientRequestId of the upload
+    client_request_id: String,
+    /// The file to write them to, ready to fix and upload again
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: PathBuf,
+    #[command(flatten)]
+    pub(super) conn: ConnArgs,
+}
+
+/// `intake errors CRID [--output FILE]`: every error, one JSON a line, in line order.
+pub async fn errors(args: ErrorsArgs) -> Result<u8, CliError> {
+    let api = Api::from_args(&args.conn)?;
+    let path = format!(
+        "/intake/v1/requests/{}/errors",
+        enc(&args.client_request_id)
+    );
+    download(&api, &path, args.output.as_ref()).await
+}
+
+/// `intake failed-lines CRID -o FILE`: the failed lines as sent.
+pub async fn failed_lines(args: FailedLinesArgs) -> Result<u8, CliError> {
+    let api = Api::from_args(&args.conn)?;
+    let path = format!(
+        "/intake/v1/requests/{}/failed-lines",
+        enc(&args.client_request_id)
+    );
+    download(&api, &path, Some(&args.output)).await
+}
+
+/// Streams an LDJSON answer to `output` (or standard output) as it comes.
+async fn download(api: &Api, path: &str, output: Option<&PathBuf>) -> Result<u8, CliError> {
+    let mut path = path.to_owned();
+    if let Some(id) = api.given_integration_id() {
+        path.push_str(&format!("?integrationId={id}"));
+    }
+    let response = api
+        .request(reqwest::Method::GET, &path)
+        .header(reqwest::header::ACCEPT, "application/x-ndjson")
+        .send()
+        .await
+        .map_err(|e| CliError::Unreachable(format!("GET {path}: {}", error_chain(&e))))?;
+    if !response.status().is_success() {
+        let reply = read_reply(response)
+            .await
+            .map_err(|e| CliError::Failed(format!("GET {path}: {}", error_chain(&e))))?;
+        ok(reply)?;
+        return Err(CliError::Failed(format!("GET {path}: unexpected answer")));
+    }
+    let mut file = match output {
+        Some(to) => Some(
+            tokio::fs::File::create(to)
+                .await
+                .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", to.display())))?,
+        ),
+        None => None,
+    };
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| CliError::Failed(format!("GET {path}: {}", error_chain(&e))))?;
+        match &mut file {
+            Some(f) => f
+                .write_all(&chunk)
+                .await
+                .map_err(|e| CliError::Failed(format!("cannot write: {e}")))?,
+            None => crate::output::write_raw(&chunk),
+        }
+    }
+    if let Some(mut f) = file {
+        f.flush()
+            .await
+            .map_err(|e| CliError::Failed(format!("cannot write: {e}")))?;
+    }
+    Ok(crate::exit::OK)
 }
 
 pub async fn requests(args: RequestsArgs) -> Result<u8, CliError> {

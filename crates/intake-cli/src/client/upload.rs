@@ -310,7 +310,7 @@ async fn upload_one(
         None => None,
     };
     let status = wait_for(api, integration, &crid, total).await?;
-    print_status(api, &crid, &status, Some((file, ty)));
+    print_status(api, &crid, &status);
     Ok(status_exit_code(&status))
 }
 
@@ -360,7 +360,7 @@ pub fn status_exit_code(status: &Reply) -> u8 {
 }
 
 /// Prints a request-status: its status, the counts and every listed error with its line.
-pub fn print_status(api: &Api, crid: &str, status: &Reply, file: Option<(&Path, ObjectType)>) {
+pub fn print_status(api: &Api, crid: &str, status: &Reply) {
     if api.json {
         let mut body = status.body.clone();
         if let Some(map) = body.as_object_mut() {
@@ -392,15 +392,10 @@ pub fn print_status(api: &Api, crid: &str, status: &Reply, file: Option<(&Path, 
     }
     let unlisted = failures.saturating_sub(errors.len() as u64);
     if unlisted > 0 {
-        let hint = match file {
-            Some((path, ty)) => format!(
-                "; see them all with: intake validate {} --type {}",
-                path.display(),
-                ty.as_str()
-            ),
-            None => "; see them all with: intake validate FILE --type TYPE".into(),
-        };
-        crate::outln!("  ... and {unlisted} more not listed by the server{hint}");
+        crate::outln!(
+            "  ... and {unlisted} more: every error with `intake errors {crid} --output FILE`, \
+             the failed lines with `intake failed-lines {crid} -o FILE`"
+        );
     }
 }
 
@@ -418,7 +413,7 @@ pub async fn status(args: StatusArgs) -> Result<u8, CliError> {
         )
         .await?
     };
-    print_status(&api, &crid, &reply, None);
+    print_status(&api, &crid, &reply);
     Ok(status_exit_code(&reply))
 }
 

@@ -941,6 +941,36 @@ async fn data_privacy_erasure_forgets_a_person(site: Site) {
     let status = server.status(integration, "bad-ann").await;
     assert!(!status.text.contains("ann@acme.com"), "{}", status.text);
     assert_eq!(status.body["totalErrorCount"], 1);
+    // Nor does the list of every error, and her failed line is gone; no sidecar file in
+    // the spool holds the address any more.
+    let errors = server.get("/intake/v1/requests/bad-ann/errors").await;
+    assert_eq!(errors.status, 200, "{}", errors.text);
+    assert_eq!(
+        errors.body["errors"],
+        json!([{"line": 1, "field": "domains",
+                "description": "Error text erased by a data-privacy request"}])
+    );
+    let failed = server
+        .req(
+            reqwest::Method::GET,
+            "/intake/v1/requests/bad-ann/failed-lines",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 200);
+    assert_eq!(failed.text().await.unwrap(), "");
+    for entry in std::fs::read_dir(site.path().join("spool")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes
+                .windows(12)
+                .any(|w| w.eq_ignore_ascii_case(b"ann@acme.com")),
+            "{} holds the address",
+            path.display()
+        );
+    }
 
     // On SQLite, none of the address's bytes are left in the database files.
     if sqlite {

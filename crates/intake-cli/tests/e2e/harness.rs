@@ -425,9 +425,18 @@ pub async fn spool_files_once_settled(dir: &Path) -> Vec<PathBuf> {
     spool_files(dir)
 }
 
+/// The uploads in the spool (not the sidecar files of every error, which stay).
 pub fn spool_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir.join("spool"))
-        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    let name = p.to_string_lossy();
+                    !name.ends_with(".errors") && !name.ends_with(".failed")
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 

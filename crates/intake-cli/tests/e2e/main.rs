@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod connections;
 mod console;
+mod errors;
 mod hardening;
 mod harness;
 mod ops;

@@ -146,11 +146,37 @@ pub struct RequestsPage {
     pub requests: Vec<RequestListed>,
 }
 
-/// One error of a request: its physical line and text.
+/// One error of a request: its physical line, the line's objectId when it had a readable
+/// one, the field at fault when one is, and the text.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct RequestError {
     pub line: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     pub description: String,
+}
+
+impl From<crate::LineError> for RequestError {
+    fn from(e: crate::LineError) -> RequestError {
+        RequestError {
+            line: e.line,
+            object_id: e.object_id,
+            field: e.field,
+            description: e.description,
+        }
+    }
+}
+
+/// `GET /intake/v1/requests/{clientRequestId}/errors` 200: one page of every error.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorsPage {
+    pub request_id: String,
+    pub records: PageInfo,
+    pub errors: Vec<RequestError>,
 }
 
 /// `GET /intake/v1/requests/{clientRequestId}` 200 (the first 20 errors).

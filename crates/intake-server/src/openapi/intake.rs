@@ -5,7 +5,8 @@
 
 use intake_model::wire::associations::{AssociationReply, BatchLine, SettingsReply};
 use intake_model::wire::intake::{
-    CancelReply, DealBoard, RecordReply, RecordsPage, RequestReply, RequestsPage, VersionsReply,
+    CancelReply, DealBoard, ErrorsPage, RecordReply, RecordsPage, RequestError, RequestReply,
+    RequestsPage, VersionsReply,
 };
 use intake_model::wire::ErrorEnvelope;
 use serde::Serialize;
@@ -287,3 +288,48 @@ pub fn request() {}
     security(("basicAuth" = []), ("bearerAuth" = ["intake:write"])),
 )]
 pub fn cancel() {}
+
+#[utoipa::path(
+    get,
+    path = "/intake/v1/requests/{clientRequestId}/errors",
+    tag = "Intake",
+    operation_id = "listRequestErrors",
+    summary = "Every error of a request, in line order, paged or streamed",
+    description = "Line-0 errors (cancel, a file that could not be read) first. With \
+        `Accept: application/x-ndjson`, all of them as LDJSON, one error a line.",
+    params(
+        ("clientRequestId" = String, Path, description = "The request's clientRequestId"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "From the previous page"),
+        ("integrationId" = Option<i64>, Query, description = "Default: the company's active integration"),
+    ),
+    responses(
+        (status = 200, description = "One page, or every error as LDJSON", content(
+            (ErrorsPage = "application/json"),
+            (RequestError = "application/x-ndjson"),
+        )),
+        (status = 404, description = "No request with this clientRequestId", body = ErrorEnvelope),
+    ),
+    security(("basicAuth" = []), ("bearerAuth" = ["intake:read"])),
+)]
+pub fn request_errors() {}
+
+#[utoipa::path(
+    get,
+    path = "/intake/v1/requests/{clientRequestId}/failed-lines",
+    tag = "Intake",
+    operation_id = "getFailedLines",
+    summary = "The failed lines of a request, byte for byte as sent, in file order",
+    description = "Each line without its line end and leading BOM, followed by `\\n`; empty \
+        when no line failed. Lines longer than 1 MiB are not kept.",
+    params(
+        ("clientRequestId" = String, Path, description = "The request's clientRequestId"),
+        ("integrationId" = Option<i64>, Query, description = "Default: the company's active integration"),
+    ),
+    responses(
+        (status = 200, description = "The failed lines", body = String, content_type = "application/x-ndjson"),
+        (status = 404, description = "No request with this clientRequestId", body = ErrorEnvelope),
+    ),
+    security(("basicAuth" = []), ("bearerAuth" = ["intake:read"])),
+)]
+pub fn failed_lines() {}

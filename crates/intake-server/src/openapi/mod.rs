@@ -63,6 +63,8 @@ pub const UI_PATH: &str = "/docs";
         intake::requests,
         intake::request,
         intake::cancel,
+        intake::request_errors,
+        intake::failed_lines,
         intake::deal_board,
         intake::records,
         intake::record,

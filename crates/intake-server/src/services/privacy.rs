@@ -184,10 +184,23 @@ pub async fn erase(
             .collect()
     };
     records.sort_by(|a, b| a.1.cmp(&b.1));
+    // What the stored errors may quote of them, read before they are gone.
+    let mut bodies = Vec::new();
+    for (object_type, object_id) in &records {
+        for version in state
+            .store
+            .versions(integration, *object_type, object_id)
+            .await?
+        {
+            bodies.push((*object_type, version.body));
+        }
+    }
+    let quoted = intake_store::lookups::quoted_values(asked, &bodies);
     let erased = state
         .store
         .erase_records(integration, &records, asked)
         .await?;
+    crate::sidecar::erase(state, integration, &quoted).await?;
     tracing::info!(
         records = records.len(),
         versions = erased,

@@ -2,14 +2,19 @@
 //! cancel (`/intake/v1/requests...`, INTAKE-API.md "Uploads and integration deletes").
 
 use intake_model::wire::intake::{RequestError, RequestListed};
-use intake_model::{format_timestamp, format_timestamp_ms, ObjectType};
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use intake_model::{format_timestamp, format_timestamp_ms, LineError, ObjectType, Report};
 use intake_store::{
     CancelOutcome, CompanyId, IntegrationId, RequestFilter, RequestInfo, RequestStatus,
 };
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
 
 use crate::extract::QueryParams;
 use crate::services::records;
+use crate::sidecar;
 use crate::{ApiError, AppState};
 
 /// A request as listed.
@@ -162,7 +167,7 @@ pub async fn list(
     })
 }
 
-/// One request and its first 20 errors.
+/// One request and its first 20 errors (with objectId and field, as the errors list).
 pub async fn one(
     state: &AppState,
     company: CompanyId,
@@ -173,20 +178,211 @@ pub async fn one(
         .request_info(company, crid)
         .await?
         .ok_or(ApiError::IntakeRequestNotFound)?;
-    let report = state
+    let errors = every_error(state, company, crid).await?;
+    let (first, _) = errors.page(None, Report::LISTED_ERRORS).await?;
+    Ok((listed(info), first))
+}
+
+/// Where a request's every error is read from: those on line 0 (the request's own: cancel,
+/// a file that could not be read) first, then every line's error in line order from its
+/// sidecar file, or, for a request without one (no line failed, or processed before this
+/// version, or its files purged), the errors the database lists.
+pub struct EveryError {
+    seq: i64,
+    zeros: Vec<LineError>,
+    rest: Rest,
+}
+
+enum Rest {
+    File { path: PathBuf, len: u64 },
+    Stored(Vec<LineError>),
+}
+
+/// Where an errors page starts: how many line-0 errors were given, and the byte offset in
+/// the errors file (the index among the stored errors without one), for request `seq`.
+#[derive(Serialize, Deserialize)]
+struct ErrorsCursor {
+    #[serde(rename = "s")]
+    seq: i64,
+    #[serde(rename = "z")]
+    zeros: usize,
+    #[serde(rename = "o")]
+    offset: u64,
+}
+
+pub async fn every_error(
+    state: &AppState,
+    company: CompanyId,
+    crid: &str,
+) -> Result<EveryError, ApiError> {
+    let source = state
         .store
-        .request_report(company, crid)
+        .error_source(company, crid)
         .await?
         .ok_or(ApiError::IntakeRequestNotFound)?;
-    let errors = report
-        .errors
-        .into_iter()
-        .map(|e| RequestError {
-            line: e.line,
-            description: e.description,
+    let (zeros, lines): (Vec<_>, Vec<_>) = source.stored.into_iter().partition(|e| e.line == 0);
+    let rest = match source.sidecar {
+        Some(mark) => {
+            let path = sidecar::errors_path(state.spool.dir(), &mark.name);
+            match tokio::fs::metadata(&path).await {
+                Ok(_) => Rest::File {
+                    path,
+                    len: mark.errors_bytes,
+                },
+                Err(_) => Rest::Stored(lines),
+            }
+        }
+        None => Rest::Stored(lines),
+    };
+    Ok(EveryError {
+        seq: source.seq,
+        zeros,
+        rest,
+    })
+}
+
+impl EveryError {
+    /// One page of at most `limit` errors from `cursor`; with the cursor of the next page
+    /// when there is one. A cursor of another request, or pointing anywhere but at the start
+    /// of an error, is a 400.
+    pub async fn page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<RequestError>, Option<String>), ApiError> {
+        let (mut zeros, mut offset) = match cursor {
+            None => (0, 0),
+            Some(raw) => {
+                let c: ErrorsCursor = records::decode_cursor(raw)?;
+                if c.seq != self.seq || c.zeros > self.zeros.len() {
+                    return Err(ApiError::InvalidCursor);
+                }
+                (c.zeros, c.offset)
+            }
+        };
+        let mut out: Vec<RequestError> = Vec::new();
+        while out.len() < limit && zeros < self.zeros.len() {
+            out.push(self.zeros[zeros].clone().into());
+            zeros += 1;
+        }
+        let end = match &self.rest {
+            Rest::Stored(errors) => {
+                let start = usize::try_from(offset).map_err(|_| ApiError::InvalidCursor)?;
+                if start > errors.len() {
+                    return Err(ApiError::InvalidCursor);
+                }
+                let take = (limit - out.len()).min(errors.len() - start);
+                out.extend(errors[start..start + take].iter().cloned().map(Into::into));
+                offset = (start + take) as u64;
+                errors.len() as u64
+            }
+            Rest::File { path, len } => {
+                let (path, len, want) = (path.clone(), *len, limit - out.len());
+                let (read, next) =
+                    tokio::task::spawn_blocking(move || read_errors(&path, len, offset, want))
+                        .await
+                        .map_err(|e| ApiError::internal(e.to_string()))??;
+                out.extend(read);
+                offset = next;
+                len
+            }
+        };
+        let more = zeros < self.zeros.len() || offset < end;
+        let next = more.then(|| {
+            records::encode_cursor(&ErrorsCursor {
+                seq: self.seq,
+                zeros,
+                offset,
+            })
+        });
+        Ok((out, next))
+    }
+
+    /// Every error as LDJSON, one a line, read from the file as it is sent.
+    pub async fn stream(self) -> Result<axum::body::Body, ApiError> {
+        let mut head = Vec::new();
+        let stored = match &self.rest {
+            Rest::Stored(errors) => errors.as_slice(),
+            Rest::File { .. } => &[],
+        };
+        for e in self.zeros.iter().chain(stored) {
+            serde_json::to_writer(&mut head, &RequestError::from(e.clone()))
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            head.push(b'\n');
+        }
+        let head = futures_util::stream::once(async move { Ok(bytes::Bytes::from(head)) });
+        Ok(match self.rest {
+            Rest::File { path, len } => {
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| ApiError::internal(format!("errors file: {e}")))?;
+                let body = tokio_util::io::ReaderStream::with_capacity(file.take(len), 1 << 16);
+                axum::body::Body::from_stream(head.chain(body))
+            }
+            Rest::Stored(_) => axum::body::Body::from_stream(head),
         })
-        .collect();
-    Ok((listed(info), errors))
+    }
+}
+
+/// Up to `want` errors of the errors file from byte `offset` (which must start a line),
+/// reading no further than `len`; and the offset after the last one read.
+fn read_errors(
+    path: &Path,
+    len: u64,
+    offset: u64,
+    want: usize,
+) -> Result<(Vec<RequestError>, u64), ApiError> {
+    use std::io::{BufRead, Read, Seek, SeekFrom};
+    if offset > len {
+        return Err(ApiError::InvalidCursor);
+    }
+    let internal = |e: std::io::Error| ApiError::internal(format!("errors file: {e}"));
+    let mut file = std::fs::File::open(path).map_err(internal)?;
+    if offset > 0 {
+        file.seek(SeekFrom::Start(offset - 1)).map_err(internal)?;
+        let mut before = [0u8];
+        file.read_exact(&mut before).map_err(internal)?;
+        if before[0] != b'\n' {
+            return Err(ApiError::InvalidCursor);
+        }
+    }
+    let mut reader = std::io::BufReader::new(file.take(len - offset));
+    let (mut out, mut at, mut line) = (Vec::with_capacity(want), offset, Vec::new());
+    while out.len() < want {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(internal)?;
+        if n == 0 {
+            break;
+        }
+        at += n as u64;
+        let error: RequestError = serde_json::from_slice(&line)
+            .map_err(|e| ApiError::internal(format!("errors file: {e}")))?;
+        out.push(error);
+    }
+    Ok((out, at))
+}
+
+/// The failed lines of a request, as sent, each followed by `\n`, in file order.
+pub async fn failed_lines(
+    state: &AppState,
+    company: CompanyId,
+    crid: &str,
+) -> Result<axum::body::Body, ApiError> {
+    let source = state
+        .store
+        .error_source(company, crid)
+        .await?
+        .ok_or(ApiError::IntakeRequestNotFound)?;
+    let Some(mark) = source.sidecar else {
+        return Ok(axum::body::Body::empty());
+    };
+    match tokio::fs::File::open(sidecar::failed_path(state.spool.dir(), &mark.name)).await {
+        Ok(file) => Ok(axum::body::Body::from_stream(
+            tokio_util::io::ReaderStream::with_capacity(file.take(mark.failed_bytes), 1 << 16),
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(axum::body::Body::empty()),
+        Err(err) => Err(ApiError::internal(format!("failed lines file: {err}"))),
+    }
 }
 
 /// Cancels a PENDING or IN_PROGRESS upload; 409 when it had finished.

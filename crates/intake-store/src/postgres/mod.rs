@@ -28,6 +28,7 @@ mod queue;
 mod rates;
 mod records;
 mod requests;
+mod webhooks;
 
 /// How long opening the store waits for PostgreSQL to accept a first connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

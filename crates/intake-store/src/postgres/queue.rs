@@ -138,7 +138,9 @@ pub(super) async fn apply_batch(
     // lease is ours.
     let owned = sqlx::query(
         "UPDATE requests SET checkpoint_line = $1, success_count = $2, \
-             error_count = $3, listed_errors = listed_errors + $4 \
+             error_count = $3, listed_errors = listed_errors + $4, \
+             sidecar = coalesce($7, sidecar), errors_bytes = coalesce($8, errors_bytes), \
+             failed_bytes = coalesce($9, failed_bytes) \
          WHERE seq = $5 AND lease_owner = $6 AND status = 'IN_PROGRESS'",
     )
     .bind(batch.checkpoint_line as i64)
@@ -147,6 +149,9 @@ pub(super) async fn apply_batch(
     .bind(batch.errors.len() as i64)
     .bind(work.seq)
     .bind(worker)
+    .bind(batch.sidecar.as_ref().map(|m| m.name.as_str()))
+    .bind(batch.sidecar.as_ref().map(|m| m.errors_bytes as i64))
+    .bind(batch.sidecar.as_ref().map(|m| m.failed_bytes as i64))
     .execute(&mut *tx)
     .await?;
     if let Err(lost) = lease_kept(owned.rows_affected()) {
@@ -209,6 +214,7 @@ pub(super) async fn finish_work(
     status: RequestStatus,
     fatal_error: Option<&str>,
 ) -> Result<Result<(), LeaseLost>> {
+    let mut tx = store.pool.begin().await?;
     let done: i64 = sqlx::query_scalar(
         "WITH done AS ( \
              UPDATE requests SET status = $1, lease_owner = NULL, lease_expires_ms = NULL, \
@@ -227,8 +233,16 @@ pub(super) async fn finish_work(
     .bind(seq)
     .bind(worker)
     .bind(fatal_error)
-    .fetch_one(&store.pool)
+    .fetch_one(&mut *tx)
     .await?;
+    if done > 0 {
+        sqlx::query(crate::webhooks::QUEUE_DELIVERIES)
+            .bind(crate::now_unix_ms())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
     Ok(lease_kept(done as u64))
 }
 

@@ -80,6 +80,11 @@ pub(super) async fn cancel_request(
     .bind(CANCELLED_TEXT)
     .execute(&mut *tx)
     .await?;
+    sqlx::query(crate::webhooks::QUEUE_DELIVERIES)
+        .bind(crate::now_unix_ms())
+        .bind(info.seq)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Some(CancelOutcome::Cancelled(info)))
 }

@@ -22,6 +22,7 @@ mod records;
 mod report_cache;
 mod requests;
 mod tiers;
+mod webhooks;
 mod write;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

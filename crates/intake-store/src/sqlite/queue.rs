@@ -153,13 +153,17 @@ pub(super) async fn apply_batch(
             .unwrap_or(0);
     let owned = sqlx::query(
         "UPDATE requests SET checkpoint_line = ?, success_count = ?, error_count = ?, \
-         listed_errors = listed_errors + ? \
+         listed_errors = listed_errors + ?, sidecar = coalesce(?, sidecar), \
+         errors_bytes = coalesce(?, errors_bytes), failed_bytes = coalesce(?, failed_bytes) \
          WHERE seq = ? AND lease_owner = ? AND status = 'IN_PROGRESS'",
     )
     .bind(batch.checkpoint_line as i64)
     .bind(batch.success_count as i64)
     .bind(batch.error_count as i64)
     .bind(batch.errors.len() as i64)
+    .bind(batch.sidecar.as_ref().map(|m| m.name.as_str()))
+    .bind(batch.sidecar.as_ref().map(|m| m.errors_bytes as i64))
+    .bind(batch.sidecar.as_ref().map(|m| m.failed_bytes as i64))
     .bind(work.seq)
     .bind(worker)
     .execute(&mut *tx)
@@ -272,6 +276,11 @@ pub(super) async fn finish_work(
         .execute(&mut *tx)
         .await?;
     }
+    sqlx::query(crate::webhooks::QUEUE_DELIVERIES)
+        .bind(now_unix_ms())
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     store.reports.forget(seq);
     Ok(Ok(()))

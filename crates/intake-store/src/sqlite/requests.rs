@@ -76,6 +76,11 @@ pub(super) async fn cancel_request(
         .bind(CANCELLED_TEXT)
         .execute(&mut *tx)
         .await?;
+    sqlx::query(crate::webhooks::QUEUE_DELIVERIES)
+        .bind(now_unix_ms())
+        .bind(info.seq)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     store.reports.forget(info.seq);
     Ok(Some(CancelOutcome::Cancelled(info)))

@@ -203,10 +203,12 @@ async fn text_with_nul_is_refused_or_escaped(site: Site) {
         errors: vec![LineError {
             line: 2,
             description: "Field [name] has \0 in it".into(),
+            ..Default::default()
         }],
         checkpoint_line: 2,
         success_count: 1,
         error_count: 1,
+        sidecar: None,
     };
     store
         .apply_batch(&work, "w", &batch)

@@ -295,15 +295,18 @@ pub async fn scenario(store: &dyn Store) -> Vec<String> {
             LineError {
                 line: 2,
                 description: "Line is not a JSON object".into(),
+                ..Default::default()
             },
             LineError {
                 line: 5,
                 description: "Mandatory field [objectId] is missing or empty".into(),
+                ..Default::default()
             },
         ],
         checkpoint_line: 6,
         success_count: 4,
         error_count: 2,
+        sidecar: None,
     };
     t.push(format!(
         "{:?}",
@@ -321,10 +324,11 @@ pub async fn scenario(store: &dyn Store) -> Vec<String> {
     t.push(format!("{:?}", store.request_report(acme.id, "u1").await));
     let more = Batch {
         records: vec![(7, record("c6", Some(100), false, r#"{"objectId":"c6","isDeleted":false}"#))],
-        errors: vec![LineError { line: 8, description: "Duplicate objectId [c1] in file: send multiple updates of a record in separate files".into() }],
+        errors: vec![LineError { line: 8, description: "Duplicate objectId [c1] in file: send multiple updates of a record in separate files".into(), ..Default::default() }],
         checkpoint_line: 8,
         success_count: 5,
         error_count: 3,
+        sidecar: None,
     };
     t.push(format!("{:?}", store.apply_batch(&work, "w1", &more).await));
     t.push(format!(
@@ -393,6 +397,7 @@ pub async fn scenario(store: &dyn Store) -> Vec<String> {
         checkpoint_line: 3,
         success_count: 3,
         error_count: 0,
+        sidecar: None,
     };
     t.push(format!(
         "{:?}",
@@ -500,6 +505,7 @@ pub async fn scenario(store: &dyn Store) -> Vec<String> {
         checkpoint_line: 1,
         success_count: 1,
         error_count: 0,
+        sidecar: None,
     };
     t.push(format!("{:?}", store.apply_batch(&work, "w1", &half).await));
     t.push(format!(

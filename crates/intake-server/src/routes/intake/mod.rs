@@ -23,6 +23,14 @@ pub fn router() -> Router<AppState> {
         .route("/requests", get(requests::list))
         .route("/requests/{client_request_id}", get(requests::one))
         .route(
+            "/requests/{client_request_id}/errors",
+            get(requests::errors),
+        )
+        .route(
+            "/requests/{client_request_id}/failed-lines",
+            get(requests::failed_lines),
+        )
+        .route(
             "/requests/{client_request_id}/cancel",
             post(requests::cancel),
         )

@@ -1,0 +1,5 @@
+//! Sidecar files and webhooks (see `crate::webhooks`).
+
+use super::PgStore;
+
+crate::webhooks::webhook_statements!(PgStore, read: pool, write: pool);
