@@ -591,11 +591,17 @@ async fn walk(client: &Client, server: &Server, origin: &str) {
     assert_eq!(path(client).await, "/ui/uploads/many-errors");
     let facts = text_of(client, "dl.facts").await;
     assert!(facts.contains("130"), "{facts}");
+    // Every error, 100 a page, with its line, objectId and field.
     let lines = texts_of(client, "table.errors tbody tr td:first-child").await;
-    assert!(lines.len() >= 20, "{lines:?}");
-    assert_eq!(lines[0], "1");
+    let expected: Vec<String> = (1..=100).map(|n| n.to_string()).collect();
+    assert_eq!(lines, expected);
     let rows = texts_of(client, "table.errors tbody tr").await;
-    assert!(rows[0].contains("modifiedDate"), "{rows:?}");
+    assert!(
+        rows[0].contains("bad000") && rows[0].contains("modifiedDate"),
+        "{rows:?}"
+    );
+    assert_same_origin(client, origin).await;
+    screenshot(client, "upload").await;
     let download = client
         .find(Locator::LinkText("Download failed lines"))
         .await
@@ -604,12 +610,34 @@ async fn walk(client: &Client, server: &Server, origin: &str) {
         .await
         .unwrap()
         .expect("an href");
-    assert!(
-        download.ends_with("/many-errors/failed-lines"),
-        "{download}"
-    );
-    assert_same_origin(client, origin).await;
-    screenshot(client, "upload").await;
+    assert_eq!(download, "/ui/uploads/many-errors/failed-lines");
+    // The download, as the browser gets it with its session.
+    let failed = client
+        .execute_async(
+            "const [href, done] = arguments;
+             fetch(href).then(r => r.text().then(t => done([r.status, r.headers.get('content-type'), t])));",
+            vec![json!(download)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed[0], 200);
+    assert_eq!(failed[1], "application/x-ndjson");
+    let expected: String = (0..130)
+        .map(|i| format!("{{\"objectId\":\"bad{i:03}\"}}\n"))
+        .collect();
+    assert_eq!(failed[2].as_str().unwrap(), expected);
+    // The next page: the 30 others, and no further page.
+    client
+        .find(Locator::LinkText("Next"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let lines = texts_of(client, "table.errors tbody tr td:first-child").await;
+    let expected: Vec<String> = (101..=130).map(|n| n.to_string()).collect();
+    assert_eq!(lines, expected);
+    assert!(client.find(Locator::LinkText("Next")).await.is_err());
 
     // A record's history.
     client

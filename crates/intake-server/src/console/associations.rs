@@ -1,6 +1,6 @@
 //! `/ui/associations`: emails, phones and a time in; what matched and why out. The form
 //! becomes the activity `POST /intake/v1/associations` takes, and goes through the same
-//! parser and the same rules ([`services::associations`]).
+//! parser and the same rules ([`crate::services::associations`]).
 
 use axum::body::Body;
 use axum::extract::State;

@@ -1,5 +1,5 @@
 //! `/ui/deal-board?status=&asOf=`: the board's columns by stage with their deals and
-//! totals, the hidden deals with why, and an as-of date. Over [`services::board`]: the
+//! totals, the hidden deals with why, and an as-of date. Over [`crate::services::board`]: the
 //! console reads the very answer the API sends.
 
 use axum::extract::{RawQuery, State};

@@ -81,6 +81,10 @@ pub fn router() -> Router<AppState> {
             "/ui/uploads/{client_request_id}/cancel",
             post(uploads::cancel),
         )
+        .route(
+            "/ui/uploads/{client_request_id}/failed-lines",
+            get(uploads::failed_lines),
+        )
         .route("/ui/records", get(records::list))
         .route("/ui/records/{object_type}/{object_id}", get(records::one))
         .route("/ui/deal-board", get(board::deal_board))

@@ -1,7 +1,7 @@
 //! `/ui/records`: the records of a type (100 a page, with a search by objectId) and
 //! `/ui/records/{objectType}/{objectId}`: one record, its current state and its history as
 //! a timeline of versions, each with the upload it came from and what changed. Over
-//! [`services::records`].
+//! [`crate::services::records`].
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;

@@ -1,10 +1,11 @@
 //! `/ui/uploads`: the requests, newest first, with live progress, status and counts; and
 //! `/ui/uploads/{clientRequestId}`: one request, its errors (100 a page), the download of
-//! its failed lines and, while it runs, a Cancel button. Over [`services::requests`].
+//! its failed lines (`.../failed-lines`) and, while it runs, a Cancel button. Over
+//! [`crate::services::requests`].
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use intake_model::wire::intake::RequestListed;
 use maud::{html, Markup};
@@ -16,6 +17,8 @@ use crate::services::requests;
 use crate::{ApiError, AppState};
 
 const STATUSES: [&str; 5] = ["PENDING", "IN_PROGRESS", "DONE", "FAILED", "CANCELLED"];
+/// Errors per page of one upload.
+const ERRORS_PER_PAGE: usize = 100;
 const TYPES: [&str; 6] = [
     "ACCOUNT",
     "BUSINESS_USER",
@@ -136,13 +139,12 @@ pub async fn one(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(query.as_deref())?;
-    let (request, errors) = requests::one(&state, session.company, &crid).await?;
-    let _ = &params;
-    let next: Option<String> = None;
-    let failed_lines = format!(
-        "/intake/v1/requests/{}/failed-lines",
-        path_segment(&request.client_request_id)
-    );
+    let request = requests::info(&state, session.company, &crid).await?;
+    let (errors, next) = requests::every_error(&state, session.company, &crid)
+        .await?
+        .page(params.optional("cursor"), ERRORS_PER_PAGE)
+        .await?;
+    let failed_lines = format!("{}/failed-lines", upload_link(&request.client_request_id));
     let body = html! {
         p.crumbs { a href="/ui/uploads" { "Uploads" } " › " (request.client_request_id) }
         h1 { "Upload " (request.client_request_id) }
@@ -175,11 +177,18 @@ pub async fn one(
                 table.errors {
                     thead { tr {
                         th scope="col" class="num" { "Line" }
+                        th scope="col" { "objectId" }
+                        th scope="col" { "Field" }
                         th scope="col" { "Description" }
                     } }
                     tbody {
                         @for error in &errors {
-                            tr { td.num { (error.line) } td { (error.description) } }
+                            tr {
+                                td.num { (error.line) }
+                                td { (error.object_id.as_deref().unwrap_or("—")) }
+                                td { (error.field.as_deref().unwrap_or("—")) }
+                                td { (error.description) }
+                            }
                         }
                     }
                 }
@@ -196,6 +205,32 @@ pub async fn one(
         Some(&session.csrf),
         body,
     ))
+}
+
+/// `GET /ui/uploads/{clientRequestId}/failed-lines`: the failed lines as sent, to fix and
+/// send again (as `GET /intake/v1/requests/{clientRequestId}/failed-lines`), as a download.
+pub async fn failed_lines(
+    State(state): State<AppState>,
+    session: Session,
+    Path(crid): Path<String>,
+) -> Result<Response, ApiError> {
+    let body = requests::failed_lines(&state, session.company, &crid).await?;
+    let file = format!(
+        "attachment; filename=\"{}-failed-lines.ldjson\"",
+        path_segment(&crid)
+    );
+    let disposition = HeaderValue::from_str(&file).map_err(ApiError::internal)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// `POST /ui/uploads/{clientRequestId}/cancel`: cancels it and shows it again.
