@@ -511,18 +511,32 @@ async fn every_page_in_chromium() {
         return;
     };
     let site = Site::new(Backend::Sqlite).await.unwrap();
-    let server = site.start(&[]);
-    seed(&server).await;
+    // Small transactions: the running upload below runs long enough to be cancelled.
+    let server = site.start(&["--batch-lines", "20"]);
+    let integration = seed(&server).await;
     let origin = server.url.trim_end_matches('/').to_owned();
     let client = browser(&driver).await;
     // The browser is closed whatever the walk finds.
-    let outcome = std::panic::AssertUnwindSafe(walk(&client, &server, &origin))
+    let outcome = std::panic::AssertUnwindSafe(walk(&client, &server, integration, &origin))
         .catch_unwind()
         .await;
     let _ = client.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// Waits (up to 10 s) until the browser is on `expected`, after a click that navigates.
+async fn wait_for_path(client: &Client, expected: &str) {
+    let mut at = String::new();
+    for _ in 0..100 {
+        at = client.current_url().await.unwrap().path().to_owned();
+        if at == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the browser is on {at}, not {expected}");
 }
 
 async fn sign_in_with(client: &Client, key: &str, secret: &str) {
@@ -549,18 +563,13 @@ async fn sign_in_with(client: &Client, key: &str, secret: &str) {
         .unwrap();
 }
 
-async fn walk(client: &Client, server: &Server, origin: &str) {
-    let path = |client: &Client| {
-        let client = client.clone();
-        async move { client.current_url().await.unwrap().path().to_owned() }
-    };
-
+async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) {
     // Without a session: the sign-in form; a wrong secret is refused.
     client.goto(&server.url("/ui/uploads")).await.unwrap();
-    assert_eq!(path(client).await, "/ui/sign-in");
+    wait_for_path(client, "/ui/sign-in").await;
     screenshot(client, "sign-in").await;
     sign_in_with(client, &server.key, "not-the-secret").await;
-    assert_eq!(path(client).await, "/ui/sign-in");
+    wait_for_path(client, "/ui/sign-in").await;
     assert!(text_of(client, "p.problem")
         .await
         .contains("Wrong access key or secret"));
@@ -568,7 +577,7 @@ async fn walk(client: &Client, server: &Server, origin: &str) {
     // Signed in: the uploads, newest first.
     client.goto(&server.url("/ui/sign-in")).await.unwrap();
     sign_in_with(client, &server.key, &server.secret).await;
-    assert_eq!(path(client).await, "/ui/uploads");
+    wait_for_path(client, "/ui/uploads").await;
     assert_eq!(
         texts_of(client, "header nav a").await,
         ["Uploads", "Records", "Deal board", "Associations"]
@@ -588,7 +597,7 @@ async fn walk(client: &Client, server: &Server, origin: &str) {
         .click()
         .await
         .unwrap();
-    assert_eq!(path(client).await, "/ui/uploads/many-errors");
+    wait_for_path(client, "/ui/uploads/many-errors").await;
     let facts = text_of(client, "dl.facts").await;
     assert!(facts.contains("130"), "{facts}");
     // Every error, 100 a page, with its line, objectId and field.
@@ -654,7 +663,7 @@ async fn walk(client: &Client, server: &Server, origin: &str) {
         .click()
         .await
         .unwrap();
-    assert_eq!(path(client).await, "/ui/records/DEAL/d3");
+    wait_for_path(client, "/ui/records/DEAL/d3").await;
     let versions = texts_of(client, "ol.timeline > li").await;
     assert_eq!(versions.len(), 2, "{versions:?}");
     assert!(
@@ -741,7 +750,7 @@ async fn walk(client: &Client, server: &Server, origin: &str) {
         .click()
         .await
         .unwrap();
-    assert_eq!(path(client).await, "/ui/associations");
+    wait_for_path(client, "/ui/associations").await;
     let parties = texts_of(client, "article.party").await;
     assert_eq!(parties.len(), 2, "{parties:?}");
     assert!(parties[0].contains("ann@acme.com") && parties[0].contains("External"));
@@ -756,6 +765,58 @@ async fn walk(client: &Client, server: &Server, origin: &str) {
     assert_same_origin(client, origin).await;
     screenshot(client, "associations").await;
 
+    // A running upload: its progress moves on the page by itself (the live script), and
+    // Cancel stops it.
+    let big: String = (0..200_000)
+        .map(|i| format!("{{\"objectId\":\"big{i}\",\"modifiedDate\":\"{T0}\"}}\n"))
+        .collect();
+    let reply = server.upload(integration, "CONTACT", "big", big).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    client.goto(&server.url("/ui/uploads/big")).await.unwrap();
+    let facts = || async {
+        client
+            .execute(
+                "return document.querySelector('#live-request dl.facts').textContent;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let first = facts().await;
+    assert!(
+        first.contains("PENDING") || first.contains("IN_PROGRESS"),
+        "{first}"
+    );
+    let mut moved = None;
+    for _ in 0..600 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = facts().await;
+        if now != first {
+            moved = Some(now);
+            break;
+        }
+    }
+    let moved = moved.unwrap_or_else(|| panic!("the progress did not move by itself: {first}"));
+    assert!(moved.contains("IN_PROGRESS"), "{moved}");
+    screenshot(client, "upload-running").await;
+    // The region may be replaced between finding the button and clicking it: try again.
+    let mut clicked = false;
+    for _ in 0..5 {
+        if let Ok(button) = client.find(Locator::Css("form.cancel button")).await {
+            if button.click().await.is_ok() {
+                clicked = true;
+                break;
+            }
+        }
+    }
+    assert!(clicked, "no Cancel button to click");
+    wait_for_path(client, "/ui/uploads/big").await;
+    assert!(text_of(client, "dl.facts").await.contains("CANCELLED"));
+    assert!(client.find(Locator::Css("form.cancel")).await.is_err());
+
     // Sign out: back to the form, and the pages want a session again.
     client
         .find(Locator::Css("header nav button"))
@@ -764,7 +825,7 @@ async fn walk(client: &Client, server: &Server, origin: &str) {
         .click()
         .await
         .unwrap();
-    assert_eq!(path(client).await, "/ui/sign-in");
+    wait_for_path(client, "/ui/sign-in").await;
     client.goto(&server.url("/ui/deal-board")).await.unwrap();
-    assert_eq!(path(client).await, "/ui/sign-in");
+    wait_for_path(client, "/ui/sign-in").await;
 }
