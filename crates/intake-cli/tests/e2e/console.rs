@@ -418,6 +418,16 @@ async fn text_of(client: &Client, css: &str) -> String {
         .unwrap()
 }
 
+async fn click(client: &Client, locator: Locator<'_>) {
+    client
+        .find(locator)
+        .await
+        .unwrap_or_else(|e| panic!("{locator:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn texts_of(client: &Client, css: &str) -> Vec<String> {
     let mut out = Vec::new();
     for element in client.find_all(Locator::Css(css)).await.unwrap() {
@@ -554,13 +564,7 @@ async fn sign_in_with(client: &Client, key: &str, secret: &str) {
         .send_keys(secret)
         .await
         .unwrap();
-    client
-        .find(Locator::Css("form.sign-in button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, Locator::Css("form.sign-in button")).await;
 }
 
 async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) {
@@ -588,15 +592,41 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
     assert!(crids.contains(&"deals".to_owned()));
     assert_same_origin(client, origin).await;
     screenshot(client, "uploads").await;
-
-    // One upload: its errors, their paging, the failed lines.
+    // From the top of the page the keyboard reaches the skip link, then the navigation.
+    let mut focused = Vec::new();
+    for _ in 0..3 {
+        client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(fantoccini::key::Key::Tab.to_string().as_str())
+            .await
+            .unwrap();
+        let text = client
+            .execute("return document.activeElement.textContent;", vec![])
+            .await
+            .unwrap();
+        focused.push(text.as_str().unwrap_or("").trim().to_owned());
+    }
+    assert_eq!(focused, ["Skip to content", "Uploads", "Records"]);
+    // A filter.
     client
-        .find(Locator::LinkText("many-errors"))
-        .await
-        .unwrap()
-        .click()
+        .execute(
+            "document.getElementById('status').value = 'FAILED';",
+            vec![],
+        )
         .await
         .unwrap();
+    click(client, Locator::Css("form.filters button")).await;
+    wait_for_path(client, "/ui/uploads").await;
+    assert_eq!(
+        texts_of(client, "#live-uploads tbody tr td:first-child").await,
+        ["many-errors"]
+    );
+    client.goto(&server.url("/ui/uploads")).await.unwrap();
+
+    // One upload: its errors, their paging, the failed lines.
+    click(client, Locator::LinkText("many-errors")).await;
     wait_for_path(client, "/ui/uploads/many-errors").await;
     let facts = text_of(client, "dl.facts").await;
     assert!(facts.contains("130"), "{facts}");
@@ -636,13 +666,7 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
         .collect();
     assert_eq!(failed[2].as_str().unwrap(), expected);
     // The next page: the 30 others, and no further page.
-    client
-        .find(Locator::LinkText("Next"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, Locator::LinkText("Next")).await;
     let lines = texts_of(client, "table.errors tbody tr td:first-child").await;
     let expected: Vec<String> = (101..=130).map(|n| n.to_string()).collect();
     assert_eq!(lines, expected);
@@ -656,13 +680,23 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
     let ids = texts_of(client, "tbody tr td:first-child").await;
     assert_eq!(ids, ["d1", "d2", "d3", "h1", "h2"]);
     screenshot(client, "records").await;
-    client
+    let link = client
         .find(Locator::LinkText("d3"))
         .await
         .unwrap()
-        .click()
+        .attr("href")
         .await
         .unwrap();
+    assert_eq!(link.as_deref(), Some("/ui/records/DEAL/d3"));
+    // The search by objectId goes to the record.
+    client
+        .find(Locator::Id("objectId"))
+        .await
+        .unwrap()
+        .send_keys("d3")
+        .await
+        .unwrap();
+    click(client, Locator::Css("form.filters button")).await;
     wait_for_path(client, "/ui/records/DEAL/d3").await;
     let versions = texts_of(client, "ol.timeline > li").await;
     assert_eq!(versions.len(), 2, "{versions:?}");
@@ -743,13 +777,7 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
         )
         .await
         .unwrap();
-    client
-        .find(Locator::Css("form.association button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, Locator::Css("form.association button")).await;
     wait_for_path(client, "/ui/associations").await;
     let parties = texts_of(client, "article.party").await;
     assert_eq!(parties.len(), 2, "{parties:?}");
@@ -818,13 +846,7 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
     assert!(client.find(Locator::Css("form.cancel")).await.is_err());
 
     // Sign out: back to the form, and the pages want a session again.
-    client
-        .find(Locator::Css("header nav button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, Locator::Css("header nav button")).await;
     wait_for_path(client, "/ui/sign-in").await;
     client.goto(&server.url("/ui/deal-board")).await.unwrap();
     wait_for_path(client, "/ui/sign-in").await;

@@ -282,6 +282,14 @@ pub(crate) fn query_with(params: &QueryParams, names: &[&str], extra: &[(&str, &
     serde_urlencoded::to_string(pairs).unwrap_or_default()
 }
 
+/// The object types, as the API names them.
+pub(crate) fn object_types() -> Vec<&'static str> {
+    intake_model::ObjectType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect()
+}
+
 /// A path segment, percent-encoded (every byte but the unreserved ones).
 pub(crate) fn path_segment(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());

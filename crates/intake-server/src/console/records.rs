@@ -10,19 +10,11 @@ use maud::{html, Markup};
 use serde_json::{Map, Value};
 
 use super::session::Session;
-use super::{json_text, page_response, path_segment, query_with, Nav};
+use super::{json_text, object_types, page_response, path_segment, query_with, Nav};
 use crate::extract::QueryParams;
 use crate::services::records;
 use crate::{ApiError, AppState};
 
-const TYPES: [&str; 6] = [
-    "ACCOUNT",
-    "BUSINESS_USER",
-    "CONTACT",
-    "DEAL",
-    "LEAD",
-    "STAGE",
-];
 /// Fields a listing shows beside objectId and modifiedDate.
 const SUMMARY_FIELDS: usize = 4;
 
@@ -72,7 +64,7 @@ pub async fn list(
         form.filters method="get" action="/ui/records" {
             label for="objectType" { "Object type" }
             select id="objectType" name="objectType" {
-                @for t in TYPES {
+                @for t in object_types() {
                     option value=(t) selected[t == object_type] { (t) }
                 }
             }

@@ -11,7 +11,7 @@ use intake_model::wire::intake::RequestListed;
 use maud::{html, Markup};
 
 use super::session::Session;
-use super::{csrf_field, page_response, path_segment, query_with, read_form, Nav};
+use super::{csrf_field, object_types, page_response, path_segment, query_with, read_form, Nav};
 use crate::extract::QueryParams;
 use crate::services::requests;
 use crate::{ApiError, AppState};
@@ -19,14 +19,6 @@ use crate::{ApiError, AppState};
 const STATUSES: [&str; 5] = ["PENDING", "IN_PROGRESS", "DONE", "FAILED", "CANCELLED"];
 /// Errors per page of one upload.
 const ERRORS_PER_PAGE: usize = 100;
-const TYPES: [&str; 6] = [
-    "ACCOUNT",
-    "BUSINESS_USER",
-    "CONTACT",
-    "DEAL",
-    "LEAD",
-    "STAGE",
-];
 
 fn running(request: &RequestListed) -> bool {
     matches!(request.status.as_str(), "PENDING" | "IN_PROGRESS")
@@ -77,7 +69,7 @@ pub async fn list(
         h1 { "Uploads" }
         form.filters method="get" action="/ui/uploads" {
             (select("status", "Status", &STATUSES, params.optional("status")))
-            (select("objectType", "Object type", &TYPES, params.optional("objectType")))
+            (select("objectType", "Object type", &object_types(), params.optional("objectType")))
             button type="submit" { "Filter" }
         }
         div id="live-uploads" data-live-region {
