@@ -122,6 +122,7 @@ async fn sign_in_sessions_csrf_and_cookies(site: Site) {
     // Without a session every page goes to the sign-in form.
     for path in [
         "/ui/uploads",
+        "/ui/nothing-here",
         "/ui/uploads/x",
         "/ui/records",
         "/ui/deal-board",
@@ -236,6 +237,11 @@ async fn sign_in_sessions_csrf_and_cookies(site: Site) {
         html.contains("No request with this clientRequestId"),
         "{html}"
     );
+    // Errors are pages, with the navigation bar.
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains(">Sign out</button>"));
+    let (status, html) = page(&server, "/ui/nothing-here", &session).await;
+    assert_eq!(status, 404);
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
     let csrf = csrf_of(&page(&server, "/ui/uploads", &session).await.1);
 
     // A POST without the session's token: 403, and nothing changes (still signed in).

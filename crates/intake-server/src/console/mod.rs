@@ -91,8 +91,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/ui/associations",
             get(associations::form).post(associations::run),
-        );
+        )
+        .route("/ui/{*rest}", get(unknown_page));
     pages.layer(axum::middleware::from_fn(html_errors))
+}
+
+/// Any other `/ui/` path: the sign-in form without a session, else a 404 page.
+async fn unknown_page(_session: session::Session) -> ApiError {
+    ApiError::NotFound
 }
 
 async fn home() -> Redirect {
