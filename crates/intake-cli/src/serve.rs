@@ -107,6 +107,24 @@ pub struct ServeSettings {
         action = clap::ArgAction::Set
     )]
     pub metrics: bool,
+    /// Milliseconds before a failed webhook delivery is tried again; doubled after each
+    /// further failure
+    #[arg(long, env = "INTAKE_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub webhook_retry_base_ms: u64,
+    /// Attempts of a webhook delivery at most; then it is FAILED
+    #[arg(long, env = "INTAKE_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8)]
+    pub webhook_max_attempts: u32,
+    /// Let webhooks target loopback, private, link-local and shared addresses (refused
+    /// otherwise, at registration and at delivery)
+    #[arg(
+        long,
+        env = "INTAKE_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub webhook_allow_private_networks: bool,
     /// Log lines on stderr: `text`, or `json` (one JSON object a line)
     #[arg(long, env = "INTAKE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -326,6 +344,11 @@ async fn serve(args: ServeArgs, matches: &ArgMatches) -> Result<(), CliError> {
         console: intake_server::console::ConsoleSettings {
             secure_cookies: settings.ui_secure_cookies,
             session_idle: Duration::from_secs(settings.ui_session_idle_minutes.max(1) * 60),
+        },
+        webhooks: intake_server::webhooks::WebhookConfig {
+            retry_base: Duration::from_millis(settings.webhook_retry_base_ms.max(1)),
+            max_attempts: settings.webhook_max_attempts.max(1),
+            allow_private: settings.webhook_allow_private_networks,
         },
     };
     let worker = WorkerConfig {

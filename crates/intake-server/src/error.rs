@@ -120,6 +120,8 @@ pub enum ApiError {
     RecordNotFound,
     /// `/intake/v1/requests/{clientRequestId}` of no request of the company.
     IntakeRequestNotFound,
+    /// No webhook of the company has this id.
+    WebhookNotFound,
     /// A cancel of a request that had finished (or cannot be stopped).
     NotCancellable(String),
     /// A web console POST without its form's CSRF token (403, nothing changed).
@@ -270,6 +272,10 @@ impl ApiError {
             IntakeRequestNotFound => (
                 StatusCode::NOT_FOUND,
                 "No request with this clientRequestId".into(),
+            ),
+            WebhookNotFound => (
+                StatusCode::NOT_FOUND,
+                "No webhook with this webhookId".into(),
             ),
             NotCancellable(why) => (StatusCode::CONFLICT, why.clone()),
             CsrfRejected => (

@@ -31,6 +31,7 @@ pub mod routes;
 pub mod services;
 pub mod sidecar;
 pub mod spool;
+pub mod webhooks;
 pub mod worker;
 
 pub use error::ApiError;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The web console's session settings.
     pub console: console::ConsoleSettings,
+    /// How webhooks are checked and delivered.
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 async fn not_found() -> ApiError {
@@ -111,10 +114,17 @@ pub async fn serve(
     let (stop_worker, worker_stopped) = watch::channel(false);
     let mut worker = Worker::new(state.store.clone(), state.spool.clone(), worker_config);
     worker.metrics = state.metrics.clone();
+    let deliveries = tokio::spawn(webhooks::run(
+        state.store.clone(),
+        state.webhooks.clone(),
+        state.metrics.clone(),
+        worker_stopped.clone(),
+    ));
     let worker = tokio::spawn(worker.run(worker_stopped));
     let app = router(state);
     let served = listener::serve(listener, app, limits, shutdown).await;
     let _ = stop_worker.send(true);
     let _ = worker.await;
+    let _ = deliveries.await;
     served
 }

@@ -216,7 +216,9 @@ impl Metrics {
         self.lease_takeovers.inc();
     }
 
-    /// One webhook delivery attempt: `delivered`, or `failed` (not answered 2xx in time).
+    /// One webhook delivery attempt: `delivered` (a 2xx), `retried` (no 2xx in time, tried
+    /// again later), `failed` (no 2xx, and it was the last attempt) or `skipped` (a refused
+    /// target, never sent).
     pub fn webhook_delivery(&self, outcome: &'static str) {
         self.webhook_deliveries
             .get_or_create(&OutcomeLabels { outcome })

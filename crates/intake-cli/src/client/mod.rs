@@ -18,6 +18,7 @@ mod offline;
 mod records;
 mod requests;
 mod upload;
+mod webhooks;
 
 use conn::{enc, ok, Api, CliError, ConnArgs};
 pub use conn::{error_chain, Reply};
@@ -62,6 +63,10 @@ pub enum ClientCommand {
     /// (GET /intake/v1/requests/{crid}/failed-lines).
     #[command(after_help = EXIT_CODES)]
     FailedLines(requests::FailedLinesArgs),
+    /// Add, list or remove the company's webhooks, and read their deliveries
+    /// (/intake/v1/webhooks).
+    #[command(subcommand)]
+    Webhook(webhooks::WebhookCommand),
     /// Which contacts, leads, accounts, deals and users an activity belongs to, and why
     /// (POST /intake/v1/associations; --batch FILE for many).
     #[command(after_help = EXIT_CODES)]
@@ -177,6 +182,7 @@ impl ClientCommand {
             ClientCommand::Cancel(a) => Some(&mut a.conn),
             ClientCommand::Errors(a) => Some(&mut a.conn),
             ClientCommand::FailedLines(a) => Some(&mut a.conn),
+            ClientCommand::Webhook(c) => Some(c.conn_mut()),
             ClientCommand::Schema(SchemaCommand::List { conn, .. })
             | ClientCommand::Schema(SchemaCommand::Upload { conn, .. })
             | ClientCommand::Integration(IntegrationCommand::Register { conn, .. })
@@ -209,6 +215,7 @@ pub async fn run(mut command: ClientCommand, matches: &ArgMatches) -> u8 {
         ClientCommand::Cancel(args) => requests::cancel(args).await,
         ClientCommand::Errors(args) => requests::errors(args).await,
         ClientCommand::FailedLines(args) => requests::failed_lines(args).await,
+        ClientCommand::Webhook(command) => webhooks::run(command).await,
         ClientCommand::Schema(SchemaCommand::List { object_type, conn }) => {
             schema_list(object_type, conn).await
         }

@@ -17,3 +17,4 @@ mod records;
 mod requests;
 mod settings;
 mod tiers;
+mod webhooks;

@@ -195,3 +195,73 @@ pub struct CancelReply {
     pub request_id: String,
     pub request: RequestListed,
 }
+
+/// `POST /intake/v1/webhooks` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookBody {
+    /// `http://` or `https://`; not a loopback or private address unless the server allows it.
+    pub url: String,
+    /// At least 16 characters; signs every delivery, never shown again.
+    pub secret: String,
+}
+
+/// `POST /intake/v1/webhooks` 201.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCreated {
+    pub request_id: String,
+    pub webhook_id: String,
+}
+
+/// One webhook as listed (its secret never is).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookListed {
+    pub webhook_id: String,
+    pub url: String,
+    pub created_at: String,
+}
+
+/// `GET /intake/v1/webhooks` 200.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhooksReply {
+    pub request_id: String,
+    pub webhooks: Vec<WebhookListed>,
+}
+
+/// One delivery of an event to a webhook.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryListed {
+    pub delivery_id: String,
+    pub event: String,
+    pub client_request_id: String,
+    /// `PENDING`, `DELIVERED` or `FAILED`.
+    pub state: String,
+    /// 0 for a delivery skipped unsent.
+    pub attempts: u64,
+    /// The HTTP status of the last answer; null when none came.
+    pub last_status: Option<u16>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+/// `GET /intake/v1/webhooks/{webhookId}/deliveries` 200: the latest 100, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveriesReply {
+    pub request_id: String,
+    pub deliveries: Vec<DeliveryListed>,
+}
+
+/// The body of a delivery: `POST url` when a request finished.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEvent {
+    /// `request.finished`.
+    pub event: String,
+    pub delivery_id: String,
+    pub integration_id: i64,
+    pub request: RequestListed,
+}

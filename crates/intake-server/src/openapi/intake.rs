@@ -5,8 +5,9 @@
 
 use intake_model::wire::associations::{AssociationReply, BatchLine, SettingsReply};
 use intake_model::wire::intake::{
-    CancelReply, DealBoard, ErrorsPage, RecordReply, RecordsPage, RequestError, RequestReply,
-    RequestsPage, VersionsReply,
+    CancelReply, DealBoard, DeliveriesReply, ErrorsPage, RecordReply, RecordsPage, RequestError,
+    RequestReply, RequestsPage, VersionsReply, WebhookBody, WebhookCreated, WebhookEvent,
+    WebhooksReply,
 };
 use intake_model::wire::ErrorEnvelope;
 use serde::Serialize;
@@ -333,3 +334,69 @@ pub fn request_errors() {}
     security(("basicAuth" = []), ("bearerAuth" = ["intake:read"])),
 )]
 pub fn failed_lines() {}
+
+#[utoipa::path(
+    post,
+    path = "/intake/v1/webhooks",
+    tag = "Intake",
+    operation_id = "createWebhook",
+    summary = "Register a webhook: each finished request of the company is POSTed to it",
+    description = "Each delivery is `POST url` with a `WebhookEvent` body and the headers \
+        `Intake-Delivery` and `Intake-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \
+        \"<t>.<body>\" with the secret>`; retried with exponential backoff until a 2xx.",
+    request_body = WebhookBody,
+    responses(
+        (status = 201, description = "Registered", body = WebhookCreated),
+        (status = 400, description = "Not an http(s) URL, a secret under 16 characters, or a \
+            loopback or private target", body = ErrorEnvelope),
+    ),
+    security(("basicAuth" = []), ("bearerAuth" = ["intake:write"])),
+)]
+pub fn create_webhook() {}
+
+#[utoipa::path(
+    get,
+    path = "/intake/v1/webhooks",
+    tag = "Intake",
+    operation_id = "listWebhooks",
+    summary = "The company's webhooks (never their secrets)",
+    responses((status = 200, description = "The webhooks", body = WebhooksReply)),
+    security(("basicAuth" = []), ("bearerAuth" = ["intake:read"])),
+)]
+pub fn list_webhooks() {}
+
+#[utoipa::path(
+    delete,
+    path = "/intake/v1/webhooks/{webhookId}",
+    tag = "Intake",
+    operation_id = "deleteWebhook",
+    summary = "Remove a webhook; its pending deliveries are dropped",
+    params(("webhookId" = String, Path, description = "The webhook's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No webhook with this webhookId", body = ErrorEnvelope),
+    ),
+    security(("basicAuth" = []), ("bearerAuth" = ["intake:write"])),
+)]
+pub fn delete_webhook() {}
+
+#[utoipa::path(
+    get,
+    path = "/intake/v1/webhooks/{webhookId}/deliveries",
+    tag = "Intake",
+    operation_id = "listWebhookDeliveries",
+    summary = "The latest 100 deliveries of a webhook, newest first",
+    params(("webhookId" = String, Path, description = "The webhook's id")),
+    responses(
+        (status = 200, description = "The deliveries", body = DeliveriesReply),
+        (status = 404, description = "No webhook with this webhookId", body = ErrorEnvelope),
+    ),
+    security(("basicAuth" = []), ("bearerAuth" = ["intake:read"])),
+)]
+pub fn webhook_deliveries() {}
+
+/// What each webhook receives (documented for its schema).
+#[derive(Serialize, ToSchema)]
+pub struct WebhookDelivery {
+    pub body: WebhookEvent,
+}

@@ -65,6 +65,10 @@ pub const UI_PATH: &str = "/docs";
         intake::cancel,
         intake::request_errors,
         intake::failed_lines,
+        intake::create_webhook,
+        intake::list_webhooks,
+        intake::delete_webhook,
+        intake::webhook_deliveries,
         intake::deal_board,
         intake::records,
         intake::record,
@@ -80,7 +84,8 @@ pub const UI_PATH: &str = "/docs";
         ObjectTypeName,
         SchemaObjectType,
         intake::BoardStatus,
-        intake::RequestStatusName
+        intake::RequestStatusName,
+        intake::WebhookDelivery
     )),
     tags(
         (name = "CRM", description = "Gong's generic CRM API"),

@@ -12,6 +12,7 @@ pub mod requests;
 pub mod schema;
 pub mod status;
 pub mod upload;
+pub mod webhooks;
 
 use intake_store::{CompanyId, Integration, IntegrationId};
 

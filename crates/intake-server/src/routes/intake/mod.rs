@@ -6,8 +6,9 @@ pub mod associations;
 pub mod board;
 pub mod records;
 pub mod requests;
+pub mod webhooks;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::AppState;
@@ -33,6 +34,12 @@ pub fn router() -> Router<AppState> {
         .route(
             "/requests/{client_request_id}/cancel",
             post(requests::cancel),
+        )
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/webhooks/{webhook_id}", delete(webhooks::delete))
+        .route(
+            "/webhooks/{webhook_id}/deliveries",
+            get(webhooks::deliveries),
         )
         .route("/deal-board", get(board::deal_board))
         .route("/records/{object_type}", get(records::list))
