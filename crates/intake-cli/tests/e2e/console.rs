@@ -415,13 +415,11 @@ async fn screenshot(client: &Client, name: &str) {
 }
 
 async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .find(Locator::Css(css))
+    texts_of(client, css)
         .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("nothing matches {css}"))
 }
 
 async fn click(client: &Client, locator: Locator<'_>) {
@@ -434,12 +432,22 @@ async fn click(client: &Client, locator: Locator<'_>) {
         .unwrap();
 }
 
+/// The rendered texts of the elements `css` selects, read in one go (the live script may
+/// replace a part of the page between two WebDriver calls).
 async fn texts_of(client: &Client, css: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for element in client.find_all(Locator::Css(css)).await.unwrap() {
-        out.push(element.text().await.unwrap());
-    }
-    out
+    let texts = client
+        .execute(
+            "return Array.from(document.querySelectorAll(arguments[0]), e => e.innerText.trim());",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    texts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// A world to look at: stages, accounts, users, contacts, deals (two of them hidden, one
@@ -542,6 +550,22 @@ async fn every_page_in_chromium() {
     }
 }
 
+/// Waits (up to 10 s) until `condition` (a JavaScript expression) holds in the page, after
+/// a click that loads a page at the same path.
+async fn wait_for(client: &Client, condition: &str) {
+    for _ in 0..100 {
+        let holds = client
+            .execute(&format!("return Boolean({condition});"), vec![])
+            .await
+            .ok();
+        if holds == Some(json!(true)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never true in the page: {condition}");
+}
+
 /// Waits (up to 10 s) until the browser is on `expected`, after a click that navigates.
 async fn wait_for_path(client: &Client, expected: &str) {
     let mut at = String::new();
@@ -579,7 +603,7 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
     wait_for_path(client, "/ui/sign-in").await;
     screenshot(client, "sign-in").await;
     sign_in_with(client, &server.key, "not-the-secret").await;
-    wait_for_path(client, "/ui/sign-in").await;
+    wait_for(client, "document.querySelector('p.problem')").await;
     assert!(text_of(client, "p.problem")
         .await
         .contains("Wrong access key or secret"));
@@ -624,7 +648,7 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
         .await
         .unwrap();
     click(client, Locator::Css("form.filters button")).await;
-    wait_for_path(client, "/ui/uploads").await;
+    wait_for(client, "location.search.includes('status=FAILED')").await;
     assert_eq!(
         texts_of(client, "#live-uploads tbody tr td:first-child").await,
         ["many-errors"]
@@ -673,6 +697,7 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
     assert_eq!(failed[2].as_str().unwrap(), expected);
     // The next page: the 30 others, and no further page.
     click(client, Locator::LinkText("Next")).await;
+    wait_for(client, "location.search.includes('cursor=')").await;
     let lines = texts_of(client, "table.errors tbody tr td:first-child").await;
     let expected: Vec<String> = (101..=130).map(|n| n.to_string()).collect();
     assert_eq!(lines, expected);
@@ -793,7 +818,7 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
         .await
         .unwrap();
     click(client, Locator::Css("form.association button")).await;
-    wait_for_path(client, "/ui/associations").await;
+    wait_for(client, "document.querySelector('article.party')").await;
     let parties = texts_of(client, "article.party").await;
     assert_eq!(parties.len(), 2, "{parties:?}");
     assert!(parties[0].contains("ann@acme.com") && parties[0].contains("External"));
@@ -863,6 +888,11 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
         }
     }
     assert!(clicked, "no Cancel button to click");
+    wait_for(
+        client,
+        "document.querySelector('dl.facts')?.textContent.includes('CANCELLED')",
+    )
+    .await;
     wait_for_path(client, "/ui/uploads/big").await;
     assert!(text_of(client, "dl.facts").await.contains("CANCELLED"));
     assert!(client.find(Locator::Css("form.cancel")).await.is_err());
