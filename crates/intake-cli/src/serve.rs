@@ -128,6 +128,20 @@ pub struct ServeSettings {
     /// Log lines on stderr: `text`, or `json` (one JSON object a line)
     #[arg(long, env = "INTAKE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Mark the web console's session cookie `Secure` (it is also marked on requests that
+    /// came with `X-Forwarded-Proto: https`)
+    #[arg(
+        long,
+        env = "INTAKE_UI_SECURE_COOKIES",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub ui_secure_cookies: bool,
+    /// Minutes a web console session may stay unused before it ends
+    #[arg(long, env = "INTAKE_UI_SESSION_IDLE_MINUTES", default_value_t = 60)]
+    pub ui_session_idle_minutes: u64,
 }
 
 /// How `serve` writes its log lines.
@@ -327,6 +341,10 @@ async fn serve(args: ServeArgs, matches: &ArgMatches) -> Result<(), CliError> {
             per_day: 0,
         },
         metrics: Arc::new(intake_server::metrics::Metrics::new(settings.metrics)),
+        console: intake_server::console::ConsoleSettings {
+            secure_cookies: settings.ui_secure_cookies,
+            session_idle: Duration::from_secs(settings.ui_session_idle_minutes.max(1) * 60),
+        },
         webhooks: intake_server::webhooks::WebhookConfig {
             retry_base: Duration::from_millis(settings.webhook_retry_base_ms.max(1)),
             max_attempts: settings.webhook_max_attempts.max(1),

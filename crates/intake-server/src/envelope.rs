@@ -22,6 +22,14 @@ use crate::{request_id, ApiError};
 pub async fn middleware(request: Request, next: Next) -> Response {
     let request_id = request_id::of_request(&request);
     let mut response = next.run(request).await;
+    if response
+        .extensions()
+        .get::<crate::console::OwnBody>()
+        .is_some()
+    {
+        // A web console page: HTML for a person, whatever its status.
+        return response;
+    }
     if let Some(ErrorTexts(errors)) = response.extensions_mut().remove::<ErrorTexts>() {
         set_envelope(&mut response, errors, request_id);
     } else if (response.status().is_client_error() || response.status().is_server_error())

@@ -124,6 +124,8 @@ pub enum ApiError {
     WebhookNotFound,
     /// A cancel of a request that had finished (or cannot be stopped).
     NotCancellable(String),
+    /// A web console POST without its form's CSRF token (403, nothing changed).
+    CsrfRejected,
     // Refused by the HTTP library before a request reached the router (see
     // [`crate::listener`]), with the same statuses as it gives them.
     /// A request that does not parse (400); what of it, when known.
@@ -276,6 +278,10 @@ impl ApiError {
                 "No webhook with this webhookId".into(),
             ),
             NotCancellable(why) => (StatusCode::CONFLICT, why.clone()),
+            CsrfRejected => (
+                StatusCode::FORBIDDEN,
+                "The form's CSRF token is missing or wrong: reload the page and try again".into(),
+            ),
             RecordNotFound => (
                 StatusCode::NOT_FOUND,
                 "No such record in this integration".into(),

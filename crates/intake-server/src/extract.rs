@@ -155,6 +155,11 @@ impl QueryParams {
             .map_err(|e| ApiError::MalformedQuery(e.to_string()))
     }
 
+    /// Parameters given as pairs (the web console's forms, read as a query).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> QueryParams {
+        QueryParams(pairs)
+    }
+
     pub fn optional(&self, name: &str) -> Option<&str> {
         self.0
             .iter()

@@ -19,6 +19,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub mod auth_cache;
+pub mod console;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub auth_cache: Arc<auth_cache::AuthCache>,
     /// This instance's series (`GET /metrics`).
     pub metrics: Arc<metrics::Metrics>,
+    /// The web console's session settings.
+    pub console: console::ConsoleSettings,
     /// How webhooks are checked and delivered.
     pub webhooks: webhooks::WebhookConfig,
 }
@@ -70,6 +73,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ready", get(routes::ops::ready))
         .route("/metrics", get(routes::ops::metrics))
         .merge(openapi::router())
+        .merge(console::router())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -91,6 +91,25 @@ macro_rules! impl_store {
                 admin::find_token(self, token_id).await
             }
 
+            async fn insert_ui_session(
+                &self,
+                session: &$crate::UiSession,
+                expired_before_ms: i64,
+            ) -> $crate::Result<()> {
+                admin::insert_ui_session(self, session, expired_before_ms).await
+            }
+            async fn touch_ui_session(
+                &self,
+                id_hash: &[u8],
+                now_ms: i64,
+                expired_before_ms: i64,
+            ) -> $crate::Result<Option<$crate::UiSession>> {
+                admin::touch_ui_session(self, id_hash, now_ms, expired_before_ms).await
+            }
+            async fn delete_ui_session(&self, id_hash: &[u8]) -> $crate::Result<()> {
+                admin::delete_ui_session(self, id_hash).await
+            }
+
             async fn hit_rate_limit(
                 &self,
                 company: $crate::CompanyId,

@@ -153,6 +153,21 @@ pub struct TokenInfo {
     pub revoked: bool,
 }
 
+/// A session of the web console, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct UiSession {
+    /// SHA-256 of the session id the cookie holds.
+    pub id_hash: Vec<u8>,
+    /// The access key the session signed in with.
+    pub access_key: String,
+    pub company_id: CompanyId,
+    /// The token every POST form of the session carries.
+    pub csrf_token: String,
+    /// Unix milliseconds.
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+}
+
 /// A stored credential: an access key (all scopes) or a bearer token (its scopes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCredential {
@@ -483,6 +498,19 @@ pub trait Store: Send + Sync + 'static {
     // --- authentication and limits --------------------------------------------------
     async fn find_access_key(&self, key: &str) -> Result<Option<StoredCredential>>;
     async fn find_token(&self, token_id: &str) -> Result<Option<StoredCredential>>;
+    /// Stores a new console session, and drops the sessions idle since before
+    /// `expired_before_ms`.
+    async fn insert_ui_session(&self, session: &UiSession, expired_before_ms: i64) -> Result<()>;
+    /// The session `id_hash` when it was last seen at or after `expired_before_ms` and its
+    /// access key is not revoked, marked as seen at `now_ms`; else `None`.
+    async fn touch_ui_session(
+        &self,
+        id_hash: &[u8],
+        now_ms: i64,
+        expired_before_ms: i64,
+    ) -> Result<Option<UiSession>>;
+    /// Ends a console session (signing out).
+    async fn delete_ui_session(&self, id_hash: &[u8]) -> Result<()>;
     /// Counts one call of the company and says whether it is within the limits. The count
     /// must hold for the company across every instance sharing the database.
     async fn hit_rate_limit(

@@ -88,6 +88,66 @@ macro_rules! admin_statements {
     };
 }
 
+/// The web console's sessions.
+macro_rules! session_statements {
+    ($store:ty, write: $write:ident) => {
+        pub(super) async fn insert_ui_session(
+            store: &$store,
+            session: &$crate::UiSession,
+            expired_before_ms: i64,
+        ) -> $crate::Result<()> {
+            let sql = "DELETE FROM ui_sessions WHERE last_seen_ms < $1";
+            sqlx::query(sql)
+                .bind(expired_before_ms)
+                .execute(&store.$write)
+                .await?;
+            let sql = "INSERT INTO ui_sessions \
+                       (id_hash, access_key, company_id, csrf_token, created_ms, last_seen_ms) \
+                       VALUES ($1, $2, $3, $4, $5, $6)";
+            sqlx::query(sql)
+                .bind(&session.id_hash)
+                .bind(&session.access_key)
+                .bind(session.company_id)
+                .bind(&session.csrf_token)
+                .bind(session.created_ms)
+                .bind(session.last_seen_ms)
+                .execute(&store.$write)
+                .await?;
+            Ok(())
+        }
+
+        pub(super) async fn touch_ui_session(
+            store: &$store,
+            id_hash: &[u8],
+            now_ms: i64,
+            expired_before_ms: i64,
+        ) -> $crate::Result<Option<$crate::UiSession>> {
+            let sql = "UPDATE ui_sessions SET last_seen_ms = $2 \
+                       WHERE id_hash = $1 AND last_seen_ms >= $3 \
+                       AND EXISTS (SELECT 1 FROM access_keys k \
+                                   WHERE k.access_key = ui_sessions.access_key \
+                                   AND k.company_id = ui_sessions.company_id AND NOT k.revoked) \
+                       RETURNING id_hash, access_key, company_id, csrf_token, created_ms, \
+                       last_seen_ms";
+            Ok(sqlx::query_as(sql)
+                .bind(id_hash)
+                .bind(now_ms)
+                .bind(expired_before_ms)
+                .fetch_optional(&store.$write)
+                .await?)
+        }
+
+        pub(super) async fn delete_ui_session(
+            store: &$store,
+            id_hash: &[u8],
+        ) -> $crate::Result<()> {
+            let sql = "DELETE FROM ui_sessions WHERE id_hash = $1";
+            sqlx::query(sql).bind(id_hash).execute(&store.$write).await?;
+            Ok(())
+        }
+    };
+}
+
 /// The active integrations of a company.
 macro_rules! integration_statements {
     ($store:ty, read: $read:ident) => {
@@ -138,4 +198,4 @@ macro_rules! request_statements {
     };
 }
 
-pub(crate) use {admin_statements, integration_statements, request_statements};
+pub(crate) use {admin_statements, integration_statements, request_statements, session_statements};

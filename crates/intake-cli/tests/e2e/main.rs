@@ -8,6 +8,7 @@ mod board;
 mod cli;
 mod cluster;
 mod connections;
+mod console;
 mod errors;
 mod hardening;
 mod harness;

@@ -310,8 +310,8 @@ async fn json_logs_have_a_line_per_request_and_per_finished_upload(site: Site) {
 
 /// The router's operations, (method, path with its parameters as `{}`), read from axum's
 /// `Debug` of the router (axum has no public way to list routes): each route id's path, and
-/// the methods of its `allow_header`. Swagger UI's own files (`/docs/...`) are no
-/// operations.
+/// the methods of its `allow_header`. Swagger UI's own files (`/docs/...`) and the web
+/// console's pages (`/ui/...`) are no operations.
 fn routed_operations() -> BTreeSet<(String, String)> {
     let text = format!("{:?}", intake_server::routes());
     let routes = text.split("fallback_router").next().unwrap();
@@ -330,7 +330,8 @@ fn routed_operations() -> BTreeSet<(String, String)> {
     for chunk in paths_part.split("RouteId(").skip(1) {
         let id = number(chunk);
         let path = chunk.split('"').nth(1).unwrap();
-        if path.starts_with("/docs/") {
+        // Swagger UI's files, and the web console's pages: no API operations.
+        if path.starts_with("/docs/") || path == "/ui" || path.starts_with("/ui/") {
             continue;
         }
         for method in methods[&id].split(',').filter(|m| *m != "HEAD") {

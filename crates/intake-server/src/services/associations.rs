@@ -416,6 +416,21 @@ fn parties_of(activities: &[Activity]) -> impl Iterator<Item = (&Activity, &Part
         .flat_map(|a| a.parties.iter().map(move |p| (a, p)))
 }
 
+/// Answers one activity with the integration's settings, over a snapshot of its own (the
+/// single association call and the web console).
+pub async fn associate_one(
+    state: &crate::AppState,
+    integration: intake_store::IntegrationId,
+    activity: Activity,
+) -> Result<Association, ApiError> {
+    let settings = state.store.domain_settings(integration).await?;
+    let mut snapshot = state.store.read_snapshot(integration).await?;
+    let mut answers = associate_chunk(snapshot.as_mut(), &settings, &[activity]).await?;
+    answers
+        .pop()
+        .ok_or_else(|| ApiError::internal("no answer for one activity"))
+}
+
 /// Answers a chunk of activities over one snapshot, in order.
 pub async fn associate_chunk(
     snapshot: &mut dyn ReadSnapshot,

@@ -167,20 +167,30 @@ pub async fn list(
     })
 }
 
+/// One request as listed; 404 when the company has no such request.
+pub async fn info(
+    state: &AppState,
+    company: CompanyId,
+    crid: &str,
+) -> Result<RequestListed, ApiError> {
+    let info = state
+        .store
+        .request_info(company, crid)
+        .await?
+        .ok_or(ApiError::IntakeRequestNotFound)?;
+    Ok(listed(info))
+}
+
 /// One request and its first 20 errors (with objectId and field, as the errors list).
 pub async fn one(
     state: &AppState,
     company: CompanyId,
     crid: &str,
 ) -> Result<(RequestListed, Vec<RequestError>), ApiError> {
-    let info = state
-        .store
-        .request_info(company, crid)
-        .await?
-        .ok_or(ApiError::IntakeRequestNotFound)?;
+    let request = info(state, company, crid).await?;
     let errors = every_error(state, company, crid).await?;
     let (first, _) = errors.page(None, Report::LISTED_ERRORS).await?;
-    Ok((listed(info), first))
+    Ok((request, first))
 }
 
 /// Where a request's every error is read from: those on line 0 (the request's own: cancel,

@@ -55,3 +55,5 @@ pub(super) async fn insert_token(
 }
 
 crate::same_sql::admin_statements!(PgStore, read: pool, write: pool);
+
+crate::same_sql::session_statements!(PgStore, write: pool);

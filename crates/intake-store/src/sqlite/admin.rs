@@ -56,3 +56,5 @@ pub(super) async fn insert_token(
 }
 
 crate::same_sql::admin_statements!(SqliteStore, read: pool, write: writer);
+
+crate::same_sql::session_statements!(SqliteStore, write: writer);

@@ -14,6 +14,7 @@ mod lookups;
 mod ops;
 mod rates;
 mod scenario;
+mod sessions;
 mod tiers;
 
 /// Declares each contract case once per backend: `contract_tests!(name, ...)` expects

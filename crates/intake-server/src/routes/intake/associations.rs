@@ -27,13 +27,7 @@ pub async fn associate(
     let integration = records::integration(&state, caller.company(), &params).await?;
     let body = read_body(body, MAX_BODY).await?;
     let activity = associations::parse_activity(&body).map_err(ApiError::InvalidBody)?;
-    let settings = state.store.domain_settings(integration).await?;
-    let mut snapshot = state.store.read_snapshot(integration).await?;
-    let mut answers =
-        associations::associate_chunk(snapshot.as_mut(), &settings, &[activity]).await?;
-    let association = answers
-        .pop()
-        .ok_or_else(|| ApiError::internal("no answer for one activity"))?;
+    let association = associations::associate_one(&state, integration, activity).await?;
     Ok(Json(AssociationReply {
         request_id,
         association,
