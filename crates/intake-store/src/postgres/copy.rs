@@ -16,34 +16,18 @@ fn push_copy_text(row: &mut Vec<u8>, value: &str) {
     }
 }
 
-/// Streams the batch's versions into `record_versions` with COPY, in chunks of about 1 MiB.
-pub(super) async fn copy_versions(
+/// Streams rows into a table with `statement` (a `COPY ... FROM STDIN`), each row written
+/// by `write_row` in COPY's text format, in chunks of about 1 MiB.
+async fn copy_in<T>(
     tx: &mut sqlx::PgConnection,
-    work: &ClaimedWork,
-    object_type: i16,
-    records: &[(u64, intake_model::ValidRecord)],
+    statement: &str,
+    rows: impl IntoIterator<Item = T>,
+    mut write_row: impl FnMut(&mut Vec<u8>, T),
 ) -> std::result::Result<(), sqlx::Error> {
-    use std::io::Write;
-    let mut copy = tx
-        .copy_in_raw(
-            "COPY record_versions (integration_id, object_type, object_id, modified, seq, \
-             line, deleted, body) FROM STDIN",
-        )
-        .await?;
+    let mut copy = tx.copy_in_raw(statement).await?;
     let mut chunk = Vec::with_capacity(1 << 20);
-    for (line, record) in records {
-        let modified = record.modified.unwrap_or(work.accepted_at);
-        write!(chunk, "{}\t{}\t", work.integration_id, object_type).expect("writes to a Vec");
-        push_copy_text(&mut chunk, &record.object_id);
-        write!(
-            chunk,
-            "\t{modified}\t{}\t{line}\t{}\t",
-            work.seq,
-            if record.deleted { 't' } else { 'f' }
-        )
-        .expect("writes to a Vec");
-        push_copy_text(&mut chunk, &record.body);
-        chunk.push(b'\n');
+    for row in rows {
+        write_row(&mut chunk, row);
         if chunk.len() >= 1 << 20 {
             if let Err(err) = copy.send(std::mem::take(&mut chunk)).await {
                 let _ = copy.abort("send failed").await;
@@ -59,6 +43,61 @@ pub(super) async fn copy_versions(
         }
     }
     copy.finish().await.map(|_| ())
+}
+
+/// Streams the batch's versions into `record_versions` with COPY.
+pub(super) async fn copy_versions(
+    tx: &mut sqlx::PgConnection,
+    work: &ClaimedWork,
+    object_type: i16,
+    records: &[(u64, intake_model::ValidRecord)],
+) -> std::result::Result<(), sqlx::Error> {
+    use std::io::Write;
+    copy_in(
+        tx,
+        "COPY record_versions (integration_id, object_type, object_id, modified, seq, \
+         line, deleted, body) FROM STDIN",
+        records,
+        |chunk, (line, record)| {
+            let modified = record.modified.unwrap_or(work.accepted_at);
+            write!(chunk, "{}\t{}\t", work.integration_id, object_type).expect("writes to a Vec");
+            push_copy_text(chunk, &record.object_id);
+            write!(
+                chunk,
+                "\t{modified}\t{}\t{line}\t{}\t",
+                work.seq,
+                if record.deleted { 't' } else { 'f' }
+            )
+            .expect("writes to a Vec");
+            push_copy_text(chunk, &record.body);
+            chunk.push(b'\n');
+        },
+    )
+    .await
+}
+
+/// Streams look-up keys (kind code, key, objectId) into `lookup_keys` with COPY; fails
+/// with a unique violation when one is stored already.
+pub(super) async fn copy_lookup_keys(
+    tx: &mut sqlx::PgConnection,
+    integration: crate::IntegrationId,
+    object_type: i16,
+    rows: &[(i16, String, &str)],
+) -> std::result::Result<(), sqlx::Error> {
+    use std::io::Write;
+    copy_in(
+        tx,
+        "COPY lookup_keys (integration_id, kind, key, object_type, object_id) FROM STDIN",
+        rows,
+        |chunk, (kind, key, object_id)| {
+            write!(chunk, "{integration}\t{kind}\t").expect("writes to a Vec");
+            push_copy_text(chunk, key);
+            write!(chunk, "\t{object_type}\t").expect("writes to a Vec");
+            push_copy_text(chunk, object_id);
+            chunk.push(b'\n');
+        },
+    )
+    .await
 }
 
 /// The slow path of [`copy_versions`]: one multi-row insert that skips stored versions.

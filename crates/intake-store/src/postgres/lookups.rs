@@ -9,7 +9,41 @@ use super::PgStore;
 use crate::lookups::{batch_keys, DomainSettings, LookupHit, ReadSnapshot, ERASED_DESCRIPTION};
 use crate::{IntegrationId, RecordState, Result, StoreError};
 
-/// Writes the keys of a batch's versions inside its transaction: one insert of arrays.
+/// Writes the keys of a batch's versions inside its transaction with COPY, PostgreSQL's
+/// fast path. A key stored already (the same record uploaded again with the same value, or
+/// a replayed batch) makes COPY fail; then the keys are written again, skipping those
+/// stored. `stored_before` says that the batch's versions met stored ones: COPY is not
+/// tried.
+pub(super) async fn write(
+    tx: &mut PgConnection,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    records: impl IntoIterator<Item = &ValidRecord>,
+    stored_before: bool,
+) -> Result<()> {
+    let mut rows = batch_keys(object_type, records);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // In key order, so that consecutive index entries land on neighbouring pages.
+    rows.sort_unstable();
+    rows.dedup();
+    if !stored_before {
+        sqlx::query("SAVEPOINT copy_keys").execute(&mut *tx).await?;
+        match super::copy::copy_lookup_keys(tx, integration, object_type.code(), &rows).await {
+            Ok(()) => return Ok(()),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                sqlx::query("ROLLBACK TO SAVEPOINT copy_keys")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    insert_rows(tx, integration, object_type, &rows).await
+}
+
+/// Writes keys, skipping those stored: one insert of arrays.
 pub(super) async fn insert(
     tx: &mut PgConnection,
     integration: IntegrationId,
@@ -17,10 +51,19 @@ pub(super) async fn insert(
     records: impl IntoIterator<Item = &ValidRecord>,
 ) -> Result<()> {
     let mut rows = batch_keys(object_type, records);
+    rows.sort_unstable();
+    insert_rows(tx, integration, object_type, &rows).await
+}
+
+async fn insert_rows(
+    tx: &mut PgConnection,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    rows: &[(i16, String, &str)],
+) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    rows.sort_unstable();
     let kinds: Vec<i16> = rows.iter().map(|r| r.0).collect();
     let keys: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
     let ids: Vec<&str> = rows.iter().map(|r| r.2).collect();

@@ -164,22 +164,24 @@ pub(super) async fn apply_batch(
         sqlx::query("SAVEPOINT copy_versions")
             .execute(&mut *tx)
             .await?;
-        match copy_versions(&mut tx, work, object_type, &batch.records).await {
-            Ok(()) => {}
+        let stored_before = match copy_versions(&mut tx, work, object_type, &batch.records).await {
+            Ok(()) => false,
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                 sqlx::query("ROLLBACK TO SAVEPOINT copy_versions")
                     .execute(&mut *tx)
                     .await?;
                 insert_versions_skipping_conflicts(&mut tx, work, object_type, &batch.records)
                     .await?;
+                true
             }
             Err(err) => return Err(err.into()),
-        }
-        super::lookups::insert(
+        };
+        super::lookups::write(
             &mut tx,
             work.integration_id,
             upload_type,
             batch.records.iter().map(|(_, record)| record),
+            stored_before,
         )
         .await?;
         super::board::insert_facts(&mut tx, work, &batch.records).await?;

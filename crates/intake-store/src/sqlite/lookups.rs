@@ -132,6 +132,23 @@ pub(super) async fn put_settings(
     tx.commit().await
 }
 
+/// Ids per statement of `states`: the JSON text of their (id, time) pairs stays small.
+const STATES_PER_QUERY: usize = 5000;
+
+/// The latest version at most `at` of each `[id, at]` in the JSON array `?3`, with the
+/// element's index: the newer of the two tiers' candidates.
+const STATES_SQL: &str = "SELECT w.key, v.modified, v.deleted, v.body FROM json_each(?3) w \
+     JOIN record_versions v ON v.id = ( \
+         SELECT version_id FROM ( \
+             SELECT * FROM (SELECT modified, seq, version_id FROM version_keys \
+                 WHERE integration_id = ?1 AND object_type = ?2 AND object_id = w.value ->> 0 \
+                 AND modified <= w.value ->> 1 ORDER BY modified DESC, seq DESC LIMIT 1) \
+             UNION ALL \
+             SELECT * FROM (SELECT modified, seq, version_id FROM recent_version_keys \
+                 WHERE integration_id = ?1 AND object_type = ?2 AND object_id = w.value ->> 0 \
+                 AND modified <= w.value ->> 1 ORDER BY modified DESC, seq DESC LIMIT 1) \
+         ) ORDER BY modified DESC, seq DESC LIMIT 1)";
+
 /// One read transaction on a reading connection: SQLite's WAL gives it one snapshot from
 /// its first read on.
 struct Snapshot {
@@ -190,26 +207,29 @@ impl ReadSnapshot for Snapshot {
         if wanted.is_empty() {
             return Ok(found);
         }
-        // One probe per id, as `current_objects` does: SQLite plans a correlated probe into
-        // the two key tiers badly when the ids come from json_each (it scans them).
-        for (slot, (id, at)) in found.iter_mut().zip(wanted) {
-            let row: Option<(i64, bool, String)> = sqlx::query_as(
-                "SELECT v.modified, v.deleted, v.body FROM record_versions v WHERE v.id = \
-                 (SELECT version_id FROM all_version_keys WHERE integration_id = ? \
-                  AND object_type = ? AND object_id = ? AND modified <= ? \
-                  ORDER BY modified DESC, seq DESC LIMIT 1)",
-            )
-            .bind(self.integration)
-            .bind(object_type.code())
-            .bind(id)
-            .bind(at)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-            *slot = row.map(|(modified, deleted, body)| RecordState {
-                modified,
-                deleted,
-                body,
-            });
+        // One statement for every id asked: json_each drives the outer loop, and each
+        // tier is probed by a correlated subquery through its own primary key (joined to
+        // the `all_version_keys` view instead, SQLite scanned both tiers).
+        for (part, slice) in wanted.chunks(STATES_PER_QUERY).enumerate() {
+            let asked: Vec<(&str, i64)> = slice.iter().map(|(id, at)| (id.as_str(), *at)).collect();
+            let rows: Vec<(i64, i64, bool, String)> = sqlx::query_as(STATES_SQL)
+                .bind(self.integration)
+                .bind(object_type.code())
+                .bind(serde_json::to_string(&asked).expect("strings serialize"))
+                .fetch_all(&mut *self.tx)
+                .await?;
+            for (n, modified, deleted, body) in rows {
+                let slot = usize::try_from(n)
+                    .ok()
+                    .map(|n| part * STATES_PER_QUERY + n)
+                    .and_then(|n| found.get_mut(n))
+                    .ok_or_else(|| StoreError::Corrupt(format!("state of row {n}")))?;
+                *slot = Some(RecordState {
+                    modified,
+                    deleted,
+                    body,
+                });
+            }
         }
         Ok(found)
     }

@@ -14,6 +14,7 @@ use crate::contract_tests;
 contract_tests!(
     lookup_keys_follow_batches_replays_and_purge,
     lookup_keys_are_filled_for_a_store_from_before_them,
+    a_record_uploaded_again_keeps_its_keys_and_gains_new_ones,
 );
 
 fn hit(id: &str) -> LookupHit {
@@ -169,4 +170,66 @@ async fn lookup_keys_are_filled_for_a_store_from_before_them(site: Site) {
         .unwrap();
     hits.sort_by(|a, b| a.object_id.cmp(&b.object_id));
     assert_eq!(hits, [hit("c1"), hit("c2")]);
+}
+
+/// New versions whose keys are partly stored already (PostgreSQL's COPY of the keys meets
+/// them and falls back to skipping them) and partly new: every key is found once.
+async fn a_record_uploaded_again_keeps_its_keys_and_gains_new_ones(site: Site) {
+    let store = site.open().await;
+    let integration = store_contacts(&*store, "r1").await;
+    let company = store.company_by_name("acme").await.unwrap().unwrap().id;
+    store
+        .insert_upload(&upload(company, integration, "r2"))
+        .await
+        .unwrap();
+    let work = store
+        .claim_work("w", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let batch = Batch {
+        records: vec![
+            (
+                1,
+                record(
+                    "c1",
+                    Some(30),
+                    false,
+                    r#"{"objectId":"c1","emailAddress":"ann@acme.com","phoneNumber":"+1 212 555 0100"}"#,
+                ),
+            ),
+            (
+                2,
+                record(
+                    "c3",
+                    Some(30),
+                    false,
+                    r#"{"objectId":"c3","emailAddress":"Ann@acme.com"}"#,
+                ),
+            ),
+        ],
+        checkpoint_line: 2,
+        success_count: 2,
+        ..Batch::default()
+    };
+    apply_and_finish(&*store, &work, &batch).await;
+    let mut snapshot = store.read_snapshot(integration).await.unwrap();
+    let mut hits = snapshot
+        .lookup(LookupKind::Email, &["ann@acme.com".into()])
+        .await
+        .unwrap();
+    hits.sort_by(|a, b| a.object_id.cmp(&b.object_id));
+    assert_eq!(hits, [hit("c1"), hit("c2"), hit("c3")]);
+    let mut phones: Vec<String> = snapshot
+        .lookup(
+            LookupKind::Phone,
+            &["9125074395".into(), "2125550100".into()],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| format!("{}:{}", h.key, h.object_id))
+        .collect();
+    phones.sort();
+    assert_eq!(phones, ["2125550100:c1", "9125074395:c1"]);
 }
