@@ -31,6 +31,7 @@ pub mod routes;
 pub mod services;
 pub mod sidecar;
 pub mod spool;
+pub mod unread_body;
 pub mod webhooks;
 pub mod worker;
 
@@ -79,6 +80,7 @@ pub fn routes() -> Router<AppState> {
 pub fn router(state: AppState) -> Router {
     let layers = ServiceBuilder::new()
         .map_request(request_id::drop_client_request_id)
+        .layer(axum::middleware::from_fn(unread_body::middleware))
         .layer(SetRequestIdLayer::x_request_id(request_id::GongRequestId))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(axum::middleware::from_fn_with_state(

@@ -555,6 +555,45 @@ fn assert_refused(case: &str, reply: &RawReply, status: u16, text: &str) {
     );
 }
 
+/// An answer given before its request's body was read (here a 415 for the wrong content
+/// type, a 413 over the activity limit) says `Connection: close`, so a keep-alive client
+/// never sends its next request down the connection hyper is closing: each of many such
+/// pairs on one pooled client gets its answer (without the header, some next requests met
+/// a broken pipe). An answer after the whole body was read keeps the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_before_the_body_close_the_connection() {
+    let site = Site::new(Backend::Sqlite).await.unwrap();
+    let server = site.start(&[]);
+    server.register().await;
+    let batch = |content_type: &'static str, body: String| {
+        server
+            .req(Method::POST, "/intake/v1/associations/batch")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let wrong_type = "{}\n".repeat(20_000);
+    let too_many = "{}\n".repeat(100_001);
+    for round in 0..40 {
+        let refused = batch("text/csv", wrong_type.clone()).await.unwrap();
+        assert_eq!(refused.status(), 415, "round {round}");
+        assert_eq!(refused.headers()["connection"], "close", "round {round}");
+        let over = batch("application/x-ndjson", too_many.clone())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(over.status(), 413, "round {round}");
+        let answered = batch("application/x-ndjson", String::new())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(answered.status(), 200, "round {round}");
+        assert!(
+            answered.headers().get("connection").is_none(),
+            "round {round}: {:?}",
+            answered.headers()
+        );
+    }
+}
+
 /// The requests hyper cannot parse, which it answers itself before a request exists: the
 /// answer is the envelope all the same, and the server goes on serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
