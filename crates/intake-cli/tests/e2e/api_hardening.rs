@@ -563,7 +563,8 @@ fn assert_refused(case: &str, reply: &RawReply, status: u16, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_before_the_body_close_the_connection() {
     let site = Site::new(Backend::Sqlite).await.unwrap();
-    let server = site.start(&[]);
+    // 120 calls within a second or so: over the default limit of /intake/v1.
+    let server = site.start(&["--intake-rate-limit-per-second", "0"]);
     server.register().await;
     let batch = |content_type: &'static str, body: String| {
         server
