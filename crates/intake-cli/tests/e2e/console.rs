@@ -777,7 +777,7 @@ async fn walk(client: &Client, server: &Server, integration: i64, origin: &str) 
         .await
         .unwrap();
     let totals = texts_of(client, ".board .column .totals").await;
-    assert_eq!(totals[1], "1 deals · total 7000", "{totals:?}");
+    assert_eq!(totals[1], "1 deal · total 7000", "{totals:?}");
     // At phone width no page scrolls sideways (wide tables scroll in their own box).
     client.set_window_size(390, 844).await.unwrap();
     for path in [

@@ -71,7 +71,8 @@ pub async fn deal_board(
                         @if !column.is_active { " " span.badge { "inactive" } }
                     }
                     p.totals {
-                        (column.deal_count) " deals · total " (column.total_amount.get())
+                        (column.deal_count) @if column.deal_count == 1 { " deal" } @else { " deals" }
+                        " · total " (column.total_amount.get())
                     }
                     ol.cards {
                         @for deal in &column.deals {
