@@ -6,11 +6,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use intake_model::wire::associations::{ContextObject, SystemContext};
+use intake_model::ObjectType;
 use maud::{html, Markup};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::session::Session;
-use super::{csrf_field, form_datetime, json_text, page_response, path_segment, read_form, Nav};
+use super::{csrf_field, form_datetime, page_response, path_segment, read_form, Nav};
 use crate::extract::QueryParams;
 use crate::services::{associations, records};
 use crate::{ApiError, AppState};
@@ -72,32 +75,28 @@ pub async fn form(session: Session) -> Response {
     )
 }
 
-fn objects_of(context: &Value) -> Vec<&Value> {
-    context
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|system| system["objects"].as_array().into_iter().flatten())
-        .collect()
+fn objects_of(context: &[SystemContext]) -> Vec<&ContextObject> {
+    context.iter().flat_map(|system| &system.objects).collect()
 }
 
-fn record_link(object: &Value) -> String {
-    let object_type = match object["objectType"].as_str().unwrap_or("") {
-        "Account" => "ACCOUNT",
-        "Opportunity" => "DEAL",
-        "Contact" => "CONTACT",
-        "Lead" => "LEAD",
-        "User" => "BUSINESS_USER",
-        other => other,
-    };
+fn record_link(object: &ContextObject) -> String {
+    let object_type = ObjectType::ALL
+        .into_iter()
+        .find(|t| associations::context_name(*t) == object.object_type)
+        .map_or(object.object_type, ObjectType::as_str);
     format!(
         "/ui/records/{}/{}",
         path_segment(object_type),
-        path_segment(&json_text(&object["objectId"]))
+        path_segment(&object.object_id)
     )
 }
 
-fn matches_table(objects: &[&Value]) -> Markup {
+/// A party's value as sent: a JSON string's text, any other JSON as written.
+fn sent_text(value: &RawValue) -> String {
+    serde_json::from_str::<String>(value.get()).unwrap_or_else(|_| value.get().to_owned())
+}
+
+fn matches_table(objects: &[&ContextObject]) -> Markup {
     html! {
         @if objects.is_empty() {
             p { "Nothing matched." }
@@ -111,11 +110,11 @@ fn matches_table(objects: &[&Value]) -> Markup {
                 tbody {
                     @for object in objects {
                         tr {
-                            td { (json_text(&object["objectType"])) }
-                            td { a href=(record_link(object)) { (json_text(&object["objectId"])) } }
+                            td { (object.object_type) }
+                            td { a href=(record_link(object)) { (object.object_id) } }
                             td { ul.reasons {
-                                @for reason in object["reasons"].as_array().into_iter().flatten() {
-                                    li { (json_text(reason)) }
+                                @for reason in &object.reasons {
+                                    li { (reason) }
                                 }
                             } }
                         }
@@ -168,24 +167,23 @@ pub async fn run(
         ),
         Ok(activity) => {
             let answer = associations::associate_one(&state, integration, activity).await?;
-            let answer = serde_json::to_value(&answer).map_err(ApiError::internal)?;
             (
                 StatusCode::OK,
                 html! {
                     section.result aria-labelledby="result" {
                         h2 id="result" { "What matched" }
                         h3 { "Parties" }
-                        @for party in answer["parties"].as_array().into_iter().flatten() {
+                        @for party in &answer.parties {
                             article.party {
                                 h4 {
-                                    (party.get("emailAddress").or(party.get("phoneNumber")).map(json_text).unwrap_or_default())
-                                    " " span.badge { (json_text(&party["affiliation"])) }
+                                    (party.sent.get("emailAddress").or(party.sent.get("phoneNumber")).map(sent_text).unwrap_or_default())
+                                    " " span.badge { (party.affiliation) }
                                 }
-                                (matches_table(&objects_of(&party["context"])))
+                                (matches_table(&objects_of(&party.context)))
                             }
                         }
                         h3 { "The activity's accounts and opportunities" }
-                        (matches_table(&objects_of(&answer["context"])))
+                        (matches_table(&objects_of(&answer.context)))
                     }
                 },
             )

@@ -735,19 +735,24 @@ fn context_object(
     let fields = ContextField::all_of(&rec.body)
         .map_err(|err| ApiError::internal(format!("undecodable body of {id}: {err}")))?;
     Ok(ContextObject {
-        object_type: match object_type {
-            ObjectType::Contact => "Contact",
-            ObjectType::Lead => "Lead",
-            ObjectType::BusinessUser => "User",
-            ObjectType::Account => "Account",
-            ObjectType::Deal => "Opportunity",
-            _ => object_type.as_str(),
-        },
+        object_type: context_name(object_type),
         object_id: id.to_owned(),
         timing: activity.timing.as_str(),
         reasons: reasons.into_iter().collect(),
         fields,
     })
+}
+
+/// The name Gong's context gives an object type (`Opportunity` for a DEAL, ...).
+pub fn context_name(object_type: ObjectType) -> &'static str {
+    match object_type {
+        ObjectType::Contact => "Contact",
+        ObjectType::Lead => "Lead",
+        ObjectType::BusinessUser => "User",
+        ObjectType::Account => "Account",
+        ObjectType::Deal => "Opportunity",
+        _ => object_type.as_str(),
+    }
 }
 
 /// Rule 5 and the answer's shape for one activity.
