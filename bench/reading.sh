@@ -85,41 +85,37 @@ ROWS=()
 row() { ROWS+=("| $* |"); echo "| $* |" >&2; }
 row "backend | ingest DEAL records/s | same, BASELINE_BIN | records page of 100 (ms) | page 100 in the middle (ms) | versions of a deal (ms) | deal board OPEN (ms) | deal board OPEN asOf (ms)"
 row "--- | --- | --- | --- | --- | --- | --- | ---"
-# ingest_rate NAME DATABASE-URL -> DEAL records/s of $BIN into a store holding the
-# stages, users and accounts; leaves that server running.
+# ingest_rate BACKEND NAME -> DEAL records/s of $BIN into a fresh store (data dir
+# $WORK/NAME; on PostgreSQL a fresh database) holding the stages, users and accounts;
+# leaves that server running (the rate is written to $WORK/NAME.rate, as the function
+# runs in this shell so that stop_server can reach the server).
 ingest_rate() {
-  start_server "$1" "$2"
+  local url
+  if [ "$1" = sqlite ]; then
+    url="sqlite://$WORK/$2/intake.db"
+  else
+    psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS intake_bench_reading WITH (FORCE)" -c "CREATE DATABASE intake_bench_reading" > /dev/null
+    url="${PG_ADMIN%/*}/intake_bench_reading"
+  fi
+  start_server "$2" "$url"
   upload_done "$WORK/stages.ldjson" STAGE stages
   upload_done "$WORK/users.ldjson" BUSINESS_USER users
   upload_done "$WORK/accounts.ldjson" ACCOUNT accounts
   local t0; t0=$(date +%s.%N)
   upload_done "$WORK/deals.ldjson" DEAL deals
-  calc "int($DEALS/($(date +%s.%N)-$t0))"
-}
-fresh_pg() {
-  psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS intake_bench_reading WITH (FORCE)" -c "CREATE DATABASE intake_bench_reading" > /dev/null
+  calc "int($DEALS/($(date +%s.%N)-$t0))" > "$WORK/$2.rate"
 }
 for backend in sqlite postgres; do
   before="–"
   if [ -n "$BASELINE_BIN" ]; then
     BIN=$BASELINE_BIN
-    if [ $backend = sqlite ]; then
-      ingest_rate "r-sqlite-before" "sqlite://$WORK/r-sqlite-before/intake.db" > "$WORK/before.rate"
-    else
-      fresh_pg
-      ingest_rate "r-postgres-before" "${PG_ADMIN%/*}/intake_bench_reading" > "$WORK/before.rate"
-    fi
-    before=$(cat "$WORK/before.rate")
+    ingest_rate $backend "r-$backend-before"
+    before=$(cat "$WORK/r-$backend-before.rate")
     stop_server
     BIN=$NEW_BIN
   fi
-  if [ $backend = sqlite ]; then
-    ingest_rate "r-sqlite" "sqlite://$WORK/r-sqlite/intake.db" > "$WORK/new.rate"
-  else
-    fresh_pg
-    ingest_rate "r-postgres" "${PG_ADMIN%/*}/intake_bench_reading" > "$WORK/new.rate"
-  fi
-  rate=$(cat "$WORK/new.rate")
+  ingest_rate $backend "r-$backend"
+  rate=$(cat "$WORK/r-$backend.rate")
   # Let an idle SQLite server merge its key tiers, as it would between uploads.
   sleep 5
   middle=$(sed -n "$((DEALS / 2))p" "$WORK/deals.ldjson" | python3 -c "import json,sys;print(json.load(sys.stdin)['objectId'])")
