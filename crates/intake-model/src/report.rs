@@ -47,16 +47,17 @@ pub fn field_of(description: &str) -> Option<&str> {
     let rest = description
         .strip_prefix("Field [")
         .or_else(|| description.strip_prefix("Mandatory field ["))?;
-    // The key is quoted as it is and may hold `]`: it ends where the rule's text starts.
-    let end = [
+    // The key is quoted as it is and may hold `]`: it ends where the rule's text starts,
+    // at the first `]` that one of the rules' texts follows.
+    const TAILS: [&str; 3] = [
         "] must be ",
         "] appears more than once",
         "] is missing or empty",
-    ]
-    .iter()
-    .filter_map(|tail| rest.find(tail))
-    .min()?;
-    Some(&rest[..end])
+    ];
+    rest.match_indices(']')
+        .map(|(at, _)| at)
+        .find(|&at| TAILS.iter().any(|tail| rest[at..].starts_with(tail)))
+        .map(|end| &rest[..end])
 }
 
 /// Counts and errors of a file. Feed it outcomes in line order.
