@@ -109,6 +109,9 @@ pub struct FileValidator<R: Read> {
     schema: Schema,
     buf: Vec<u8>,
     line: u64,
+    /// Bytes of the source read so far, and where the last line starts in it.
+    consumed: u64,
+    line_start: u64,
     done: bool,
     seen: HashSet<u64, BuildHasherDefault<PreHashed>>,
     id_seed: u64,
@@ -122,6 +125,8 @@ impl<R: Read> FileValidator<R> {
             schema,
             buf: Vec::with_capacity(4096),
             line: 0,
+            consumed: 0,
+            line_start: 0,
             done: false,
             seen: HashSet::with_capacity_and_hasher(4096, BuildHasherDefault::default()),
             id_seed: random_seed(),
@@ -133,6 +138,11 @@ impl<R: Read> FileValidator<R> {
     /// held in memory).
     pub fn last_line(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// Where the bytes of [`Self::last_line`] start in the source.
+    pub fn last_line_offset(&self) -> u64 {
+        self.line_start
     }
 
     /// Number of physical lines read so far.
@@ -148,9 +158,11 @@ impl<R: Read> FileValidator<R> {
         // The first line may also carry a 3-byte BOM.
         let bom = if self.line == 0 { 3 } else { 0 };
         let limit = (MAX_LINE_BYTES + 2 + bom) as u64;
+        self.line_start = self.consumed;
         let n = (&mut self.reader)
             .take(limit)
             .read_until(b'\n', &mut self.buf)?;
+        self.consumed += n as u64;
         if n == 0 {
             return Ok(None);
         }
@@ -174,11 +186,13 @@ impl<R: Read> FileValidator<R> {
                 match chunk.iter().position(|&b| b == b'\n') {
                     Some(i) => {
                         self.reader.consume(i + 1);
+                        self.consumed += i as u64 + 1;
                         break;
                     }
                     None => {
                         let len = chunk.len();
                         self.reader.consume(len);
+                        self.consumed += len as u64;
                     }
                 }
             }
@@ -188,6 +202,7 @@ impl<R: Read> FileValidator<R> {
         }
         if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
             self.buf.drain(..3);
+            self.line_start += 3;
         }
         if self.buf.len() > MAX_LINE_BYTES {
             too_long = true;

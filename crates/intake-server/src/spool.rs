@@ -96,7 +96,8 @@ impl Spool {
 
     /// Removes the complete files older than [`ORPHANED_AFTER`] whose request does not
     /// exist (a crash between the file's rename and the request's insert) or is finished
-    /// (a crash between its end and the file's removal). Files named without their request
+    /// (a crash between its end and the file's removal, or a cancel) and does not read its
+    /// failed lines from it (see [`crate::sidecar`]). Files named without their request
     /// (by an earlier version) are left alone. Returns how many were removed.
     pub async fn remove_orphans(&self, store: &dyn Store) -> std::io::Result<usize> {
         let mut removed = 0;
@@ -116,9 +117,16 @@ impl Spool {
             if !old {
                 continue;
             }
-            let orphan = match store.request_report(company, client_request_id).await {
+            let orphan = match store.error_source(company, client_request_id).await {
                 Ok(None) => true,
-                Ok(Some(report)) => report.status.is_final(),
+                // A finished request keeps its file while its failed lines are read from it.
+                Ok(Some(source)) => {
+                    source.status.is_final()
+                        && !source.sidecar.is_some_and(|mark| {
+                            mark.name.starts_with(&format!("{name}."))
+                                && crate::sidecar::holds_spool_file(&self.dir, &mark.name)
+                        })
+                }
                 Err(err) => {
                     tracing::warn!(file = %name, "cannot look up the request of a spool file: {err}");
                     false

@@ -15,7 +15,7 @@ use intake_store::{Batch, ClaimedWork, LeaseLost, RequestStatus, Store, StoreErr
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
-use crate::sidecar::SidecarWriter;
+use crate::sidecar::{SidecarThread, SidecarWriter};
 use crate::spool::Spool;
 
 #[derive(Clone, Debug)]
@@ -282,7 +282,8 @@ impl Worker {
         {
             Ok(Ok(())) => {
                 if let WorkKind::Upload { spool_file, .. } = &work.kind {
-                    self.spool.remove(spool_file).await;
+                    crate::sidecar::settle(self.store.as_ref(), self.spool.dir(), work, spool_file)
+                        .await;
                 }
                 true
             }
@@ -329,7 +330,7 @@ impl Worker {
                 let sidecars = self.store.integration_sidecars(work.integration_id).await?;
                 self.store.purge_integration(work.integration_id).await?;
                 for (_, mark) in sidecars {
-                    crate::sidecar::remove(self.spool.dir(), &mark.name);
+                    crate::sidecar::remove_with_source(self.spool.dir(), &mark.name);
                 }
                 self.finish(&work, RequestStatus::Done, None).await
             }
@@ -351,7 +352,7 @@ impl Worker {
             ),
         }
         if let (Outcome::Finished, WorkKind::Upload { spool_file, .. }) = (&outcome, &work.kind) {
-            self.spool.remove(spool_file).await;
+            crate::sidecar::settle(self.store.as_ref(), self.spool.dir(), &work, spool_file).await;
         }
         Ok(())
     }
@@ -600,10 +601,10 @@ fn validate_into_batches(
     let mut listed = work.listed_errors as usize;
     let mut batch = Batch::default();
     let mut batch_errors = 0usize;
-    let mut sidecar: Option<SidecarWriter> = None;
+    let mut sidecar: Option<SidecarThread> = None;
     let send = |steps: &mut BatchSender,
                 batch: &mut Batch,
-                sidecar: &mut Option<SidecarWriter>,
+                sidecar: &mut Option<SidecarThread>,
                 success_count,
                 error_count| {
         let mut full = std::mem::take(batch);
@@ -654,7 +655,9 @@ fn validate_into_batches(
                         &place.dir,
                         &place.spool_file,
                         work.sidecar.as_ref(),
-                    ) {
+                    )
+                    .and_then(SidecarThread::spawn)
+                    {
                         Ok(writer) => sidecar = Some(writer),
                         Err(err) => {
                             steps.send(Step::Unreadable(format!(
@@ -664,15 +667,18 @@ fn validate_into_batches(
                         }
                     }
                 }
+                let listed_here = (listed < Report::LISTED_ERRORS).then(|| error.clone());
                 if let Some(writer) = &mut sidecar {
-                    if let Err(err) = writer.push(&error, validator.last_line()) {
+                    if let Err(err) =
+                        writer.push(error, validator.last_line(), validator.last_line_offset())
+                    {
                         steps.send(Step::Unreadable(format!(
                             "The errors of the request could not be kept: {err}"
                         )));
                         return;
                     }
                 }
-                if listed < Report::LISTED_ERRORS {
+                if let Some(error) = listed_here {
                     listed += 1;
                     batch.errors.push(error);
                 }

@@ -12,6 +12,7 @@ backend_tests!(
     failed_lines_come_back_byte_for_byte,
     a_resumed_upload_keeps_each_error_once,
     errors_and_failed_lines_commands,
+    a_large_all_bad_file_is_read_back_from_its_spool_file,
 );
 
 const GOOD: &str = r#""modifiedDate":"2024-01-01T00:00:00Z","emailAddress":"p@acme.com""#;
@@ -335,10 +336,81 @@ async fn failed_lines_come_back_byte_for_byte(site: Site) {
                 .file_name()
                 .to_string_lossy()
                 .into_owned();
-            name.ends_with(".errors") || name.ends_with(".failed")
+            name.ends_with(".errors") || name.ends_with(".failed") || name.ends_with(".index")
         })
         .count();
     assert_eq!(sidecars, 0);
+}
+
+/// The names of the files in the spool directory with `suffix`.
+fn spool_dir_files(site: &Site, suffix: &str) -> Vec<String> {
+    std::fs::read_dir(site.path().join("spool"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(suffix))
+        .collect()
+}
+
+/// Failed lines over 8 MiB and over half of their file are not copied: they are read back
+/// from the spool file, which stays with its request, until an erasure copies them out
+/// (without the erased person's) or an integration delete removes it.
+async fn a_large_all_bad_file_is_read_back_from_its_spool_file(site: Site) {
+    let server = site.start(&[]);
+    let integration = server.register().await;
+    let pad = "x".repeat(200);
+    let mut file = Vec::new();
+    let mut expected = Vec::new();
+    for i in 1..=45_000 {
+        let line = if i == 7 {
+            format!(
+                r#"{{"objectId":"c{i}","modifiedDate":"no","emailAddress":"gone@acme.com","n":"{pad}"}}"#
+            )
+        } else {
+            format!(r#"{{"objectId":"c{i}","modifiedDate":"no","n":"{pad}"}}"#)
+        };
+        file.extend_from_slice(line.as_bytes());
+        file.extend_from_slice(if i % 2 == 0 { b"\r\n" } else { b"\n" });
+        expected.push(line);
+    }
+    let response = server.upload(integration, "CONTACT", "big", file).await;
+    assert_eq!(response.status, 201);
+    let status = server.wait_done(integration, "big").await;
+    assert_eq!(status.body["totalErrorCount"], 45_000);
+    let joined: String = expected.iter().map(|l| format!("{l}\n")).collect();
+    let (code, _, body) = ndjson(&server, "/intake/v1/requests/big/failed-lines", None).await;
+    assert_eq!(code, 200);
+    assert!(body == joined.as_bytes(), "failed lines differ");
+    // The spool file stayed (its lines were not copied), beside an index and the errors.
+    assert_eq!(crate::harness::spool_files(site.path()).len(), 1);
+    assert_eq!(spool_dir_files(&site, ".index").len(), 1);
+    assert!(spool_dir_files(&site, ".failed").is_empty());
+
+    // An erasure copies the lines out without the person's, and the spool file goes.
+    let erased = server
+        .send(server.req(
+            reqwest::Method::POST,
+            "/v2/data-privacy/erase-data-for-email-address?emailAddress=gone@acme.com",
+        ))
+        .await;
+    assert_eq!(erased.status, 200, "{}", erased.text);
+    assert!(crate::harness::spool_files(site.path()).is_empty());
+    assert_eq!(spool_dir_files(&site, ".failed").len(), 1);
+    let (_, _, body) = ndjson(&server, "/intake/v1/requests/big/failed-lines", None).await;
+    let without: String = expected
+        .iter()
+        .filter(|l| !l.contains("gone@acme.com"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        body == without.as_bytes(),
+        "failed lines after the erasure differ"
+    );
+    for name in std::fs::read_dir(site.path().join("spool")).unwrap() {
+        let bytes = std::fs::read(name.unwrap().path()).unwrap();
+        assert!(!bytes.windows(13).any(|w| w == b"gone@acme.com"));
+    }
+    let all = every_page(&server, "big", 1000).await;
+    assert_eq!(all.len(), 45_000);
 }
 
 async fn a_resumed_upload_keeps_each_error_once(site: Site) {

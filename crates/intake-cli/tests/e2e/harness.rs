@@ -433,7 +433,9 @@ pub fn spool_files(dir: &Path) -> Vec<PathBuf> {
                 .map(|e| e.unwrap().path())
                 .filter(|p| {
                     let name = p.to_string_lossy();
-                    !name.ends_with(".errors") && !name.ends_with(".failed")
+                    !name.ends_with(".errors")
+                        && !name.ends_with(".failed")
+                        && !name.ends_with(".index")
                 })
                 .collect()
         })

@@ -2,7 +2,6 @@
 //! cancel (`/intake/v1/requests...`, INTAKE-API.md "Uploads and integration deletes").
 
 use intake_model::wire::intake::{RequestError, RequestListed};
-use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use intake_model::{format_timestamp, format_timestamp_ms, LineError, ObjectType, Report};
@@ -204,7 +203,10 @@ pub struct EveryError {
 }
 
 enum Rest {
-    File { path: PathBuf, len: u64 },
+    File {
+        file: std::sync::Arc<std::fs::File>,
+        len: u64,
+    },
     Stored(Vec<LineError>),
 }
 
@@ -225,30 +227,39 @@ pub async fn every_error(
     company: CompanyId,
     crid: &str,
 ) -> Result<EveryError, ApiError> {
-    let source = state
-        .store
-        .error_source(company, crid)
-        .await?
-        .ok_or(ApiError::IntakeRequestNotFound)?;
-    let (zeros, lines): (Vec<_>, Vec<_>) = source.stored.into_iter().partition(|e| e.line == 0);
-    let rest = match source.sidecar {
-        Some(mark) => {
-            let path = sidecar::errors_path(state.spool.dir(), &mark.name);
-            match tokio::fs::metadata(&path).await {
-                Ok(_) => Rest::File {
-                    path,
-                    len: mark.errors_bytes,
-                },
-                Err(_) => Rest::Stored(lines),
+    // The errors file is opened here and read through its handle: a generation replaced
+    // (settled or erased) meanwhile stays readable. One that went between reading its mark
+    // and opening it: the mark is read again.
+    for attempt in 0.. {
+        let source = state
+            .store
+            .error_source(company, crid)
+            .await?
+            .ok_or(ApiError::IntakeRequestNotFound)?;
+        let (zeros, lines): (Vec<_>, Vec<_>) = source.stored.into_iter().partition(|e| e.line == 0);
+        let rest = match source.sidecar {
+            Some(mark) => {
+                let path = sidecar::errors_path(state.spool.dir(), &mark.name);
+                match std::fs::File::open(&path) {
+                    Ok(file) => Rest::File {
+                        file: std::sync::Arc::new(file),
+                        len: mark.errors_bytes,
+                    },
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound && attempt < 3 => {
+                        continue
+                    }
+                    Err(_) => Rest::Stored(lines),
+                }
             }
-        }
-        None => Rest::Stored(lines),
-    };
-    Ok(EveryError {
-        seq: source.seq,
-        zeros,
-        rest,
-    })
+            None => Rest::Stored(lines),
+        };
+        return Ok(EveryError {
+            seq: source.seq,
+            zeros,
+            rest,
+        });
+    }
+    unreachable!("the loop returns")
 }
 
 impl EveryError {
@@ -286,10 +297,10 @@ impl EveryError {
                 offset = (start + take) as u64;
                 errors.len() as u64
             }
-            Rest::File { path, len } => {
-                let (path, len, want) = (path.clone(), *len, limit - out.len());
+            Rest::File { file, len } => {
+                let (file, len, want) = (file.clone(), *len, limit - out.len());
                 let (read, next) =
-                    tokio::task::spawn_blocking(move || read_errors(&path, len, offset, want))
+                    tokio::task::spawn_blocking(move || read_errors(&file, len, offset, want))
                         .await
                         .map_err(|e| ApiError::internal(e.to_string()))??;
                 out.extend(read);
@@ -322,10 +333,13 @@ impl EveryError {
         }
         let head = futures_util::stream::once(async move { Ok(bytes::Bytes::from(head)) });
         Ok(match self.rest {
-            Rest::File { path, len } => {
-                let file = tokio::fs::File::open(&path)
-                    .await
+            Rest::File { file, len } => {
+                let mut file = file
+                    .try_clone()
                     .map_err(|e| ApiError::internal(format!("errors file: {e}")))?;
+                std::io::Seek::rewind(&mut file)
+                    .map_err(|e| ApiError::internal(format!("errors file: {e}")))?;
+                let file = tokio::fs::File::from_std(file);
                 let body = tokio_util::io::ReaderStream::with_capacity(file.take(len), 1 << 16);
                 axum::body::Body::from_stream(head.chain(body))
             }
@@ -337,7 +351,7 @@ impl EveryError {
 /// Up to `want` errors of the errors file from byte `offset` (which must start a line),
 /// reading no further than `len`; and the offset after the last one read.
 fn read_errors(
-    path: &Path,
+    file: &std::fs::File,
     len: u64,
     offset: u64,
     want: usize,
@@ -347,7 +361,8 @@ fn read_errors(
         return Err(ApiError::InvalidCursor);
     }
     let internal = |e: std::io::Error| ApiError::internal(format!("errors file: {e}"));
-    let mut file = std::fs::File::open(path).map_err(internal)?;
+    let mut file = file.try_clone().map_err(internal)?;
+    file.seek(SeekFrom::Start(0)).map_err(internal)?;
     if offset > 0 {
         file.seek(SeekFrom::Start(offset - 1)).map_err(internal)?;
         let mut before = [0u8];
@@ -378,21 +393,49 @@ pub async fn failed_lines(
     company: CompanyId,
     crid: &str,
 ) -> Result<axum::body::Body, ApiError> {
-    let source = state
-        .store
-        .error_source(company, crid)
-        .await?
-        .ok_or(ApiError::IntakeRequestNotFound)?;
-    let Some(mark) = source.sidecar else {
-        return Ok(axum::body::Body::empty());
+    let internal = |err: std::io::Error| ApiError::internal(format!("failed lines file: {err}"));
+    // A generation replaced (settled or erased) between reading its mark and opening its
+    // files is gone: the request's mark is read again.
+    let mut attempts = 0;
+    let lines = loop {
+        let source = state
+            .store
+            .error_source(company, crid)
+            .await?
+            .ok_or(ApiError::IntakeRequestNotFound)?;
+        let Some(mark) = source.sidecar else {
+            return Ok(axum::body::Body::empty());
+        };
+        let dir = state.spool.dir().to_owned();
+        let opened = tokio::task::spawn_blocking(move || sidecar::FailedLines::open(&dir, &mark))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        match opened {
+            Ok(lines) => break lines,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
+                attempts += 1;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(axum::body::Body::empty())
+            }
+            Err(err) => return Err(internal(err)),
+        }
     };
-    match tokio::fs::File::open(sidecar::failed_path(state.spool.dir(), &mark.name)).await {
-        Ok(file) => Ok(axum::body::Body::from_stream(
-            tokio_util::io::ReaderStream::with_capacity(file.take(mark.failed_bytes), 1 << 16),
-        )),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(axum::body::Body::empty()),
-        Err(err) => Err(ApiError::internal(format!("failed lines file: {err}"))),
-    }
+    let chunks = futures_util::stream::try_unfold(lines, |mut lines| async move {
+        let (lines, chunk) = tokio::task::spawn_blocking(move || {
+            let chunk = lines.next_chunk(1 << 16);
+            (lines, chunk)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        let chunk = chunk?;
+        Ok::<_, std::io::Error>(if chunk.is_empty() {
+            None
+        } else {
+            Some((bytes::Bytes::from(chunk), lines))
+        })
+    });
+    Ok(axum::body::Body::from_stream(chunks))
 }
 
 /// Cancels a PENDING or IN_PROGRESS upload; 409 when it had finished.
