@@ -72,6 +72,79 @@ impl ContextField {
     }
 }
 
+/// A stored body's keys as `fields`: written as `[{"name", "value"}, ...]` in the body's
+/// order, exactly as [`ContextField::all_of`] gives them, but straight from the body's text
+/// when serialized (names borrowed unless escaped, values as raw text).
+#[derive(Debug)]
+pub struct BodyFields(pub String);
+
+impl Serialize for BodyFields {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        #[derive(Serialize)]
+        struct Field<'a> {
+            name: &'a str,
+            value: &'a RawValue,
+        }
+        let BorrowedMembers(members) = serde_json::from_str(&self.0).map_err(S::Error::custom)?;
+        let mut seq = serializer.serialize_seq(Some(members.len()))?;
+        for (name, value) in &members {
+            seq.serialize_element(&Field { name, value })?;
+        }
+        seq.end()
+    }
+}
+
+/// One JSON object's members, borrowed from its text where it can be.
+struct BorrowedMembers<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for BorrowedMembers<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name<'a>(std::borrow::Cow<'a, str>);
+        impl<'de> Deserialize<'de> for Name<'de> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Text;
+                impl<'de> serde::de::Visitor<'de> for Text {
+                    type Value = Name<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a member name")
+                    }
+                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                        Ok(Name(std::borrow::Cow::Borrowed(v)))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                        Ok(Name(std::borrow::Cow::Owned(v.to_owned())))
+                    }
+                    fn visit_string<E>(self, v: String) -> Result<Name<'de>, E> {
+                        Ok(Name(std::borrow::Cow::Owned(v)))
+                    }
+                }
+                deserializer.deserialize_str(Text)
+            }
+        }
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = BorrowedMembers<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<BorrowedMembers<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some((Name(name), value)) =
+                    map.next_entry::<Name<'de>, &'de RawValue>()?
+                {
+                    members.push((name, value));
+                }
+                Ok(BorrowedMembers(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
 /// A matched record (Gong's `ExternalPartyObject` / `ExternalCallObject`, with `reasons`).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -80,7 +153,8 @@ pub struct ContextObject {
     pub object_id: String,
     pub timing: &'static str,
     pub reasons: Vec<String>,
-    pub fields: Vec<ContextField>,
+    #[schema(value_type = Vec<ContextField>)]
+    pub fields: BodyFields,
 }
 
 /// One system's objects (`PartyContextDto` / `CallContextDto`); `system` is `Generic`.

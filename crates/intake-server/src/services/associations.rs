@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use intake_model::associate::{self, LookupKind};
 use intake_model::wire::associations::{
-    generic_context, Association, ContextField, ContextObject, PartyOut, RawObject,
+    generic_context, Association, BodyFields, ContextObject, PartyOut, RawObject,
 };
 use intake_model::ObjectType;
 use intake_store::{DomainSettings, ReadSnapshot};
@@ -259,37 +259,42 @@ fn given(value: &Option<String>) -> Option<&str> {
 struct Rec {
     modified: i64,
     body: String,
+    /// Whether `body` is a JSON object (its `fields` can be written).
+    decoded: bool,
     facts: Facts,
 }
 
 type StateKey = (ObjectType, String, i64);
 
-/// What the chunk has read so far: look-up hits by key and states by (type, id, time).
+/// What the chunk has read so far: look-up hits by kind and key, and states by (type,
+/// time) and id (nested, so that a look-up by `&str` allocates nothing).
 struct World<'s> {
     snapshot: &'s mut dyn ReadSnapshot,
-    hits: HashMap<(LookupKind, String), Vec<(ObjectType, String)>>,
-    states: HashMap<StateKey, Option<Rec>>,
+    hits: HashMap<LookupKind, HashMap<String, Vec<(ObjectType, String)>>>,
+    states: HashMap<(ObjectType, i64), HashMap<String, Option<Rec>>>,
 }
 
 impl World<'_> {
     async fn lookup(&mut self, kind: LookupKind, keys: Vec<String>) -> Result<(), ApiError> {
+        let known = self.hits.entry(kind).or_default();
         // A key or id with NUL matches nothing (none is stored: PostgreSQL cannot hold it).
         let missing: BTreeSet<String> = keys
             .into_iter()
             .filter(|k| !k.contains('\0'))
-            .filter(|k| !self.hits.contains_key(&(kind, k.clone())))
+            .filter(|k| !known.contains_key(k))
             .collect();
         if missing.is_empty() {
             return Ok(());
         }
         let missing: Vec<String> = missing.into_iter().collect();
         let found = self.snapshot.lookup(kind, &missing).await?;
+        let known = self.hits.entry(kind).or_default();
         for key in missing {
-            self.hits.entry((kind, key)).or_default();
+            known.entry(key).or_default();
         }
         for hit in found {
-            self.hits
-                .entry((kind, hit.key))
+            known
+                .entry(hit.key)
                 .or_default()
                 .push((hit.object_type, hit.object_id));
         }
@@ -298,7 +303,8 @@ impl World<'_> {
 
     fn hits(&self, kind: LookupKind, key: &str) -> &[(ObjectType, String)] {
         self.hits
-            .get(&(kind, key.to_owned()))
+            .get(&kind)
+            .and_then(|of_kind| of_kind.get(key))
             .map_or(&[], Vec::as_slice)
     }
 
@@ -308,7 +314,11 @@ impl World<'_> {
             if id.contains('\0') {
                 continue;
             }
-            if !self.states.contains_key(&(object_type, id.clone(), at)) {
+            let known = self
+                .states
+                .get(&(object_type, at))
+                .is_some_and(|of| of.contains_key(&id));
+            if !known {
                 by_type
                     .entry(object_type.code())
                     .or_insert_with(|| (object_type, BTreeSet::new()))
@@ -320,12 +330,19 @@ impl World<'_> {
             let wanted: Vec<(String, i64)> = wanted.into_iter().collect();
             let found = self.snapshot.states(object_type, &wanted).await?;
             for ((id, at), state) in wanted.into_iter().zip(found) {
-                let rec = state.filter(|s| !s.deleted).map(|s| Rec {
-                    modified: s.modified,
-                    facts: serde_json::from_str(&s.body).unwrap_or_default(),
-                    body: s.body,
+                let rec = state.filter(|s| !s.deleted).map(|s| {
+                    let facts = serde_json::from_str::<Facts>(&s.body);
+                    Rec {
+                        modified: s.modified,
+                        decoded: facts.is_ok() && s.body.trim_start().starts_with('{'),
+                        facts: facts.unwrap_or_default(),
+                        body: s.body,
+                    }
                 });
-                self.states.insert((object_type, id, at), rec);
+                self.states
+                    .entry((object_type, at))
+                    .or_default()
+                    .insert(id, rec);
             }
         }
         Ok(())
@@ -333,7 +350,8 @@ impl World<'_> {
 
     fn get(&self, object_type: ObjectType, id: &str, at: i64) -> Option<&Rec> {
         self.states
-            .get(&(object_type, id.to_owned(), at))
+            .get(&(object_type, at))
+            .and_then(|of| of.get(id))
             .and_then(Option::as_ref)
     }
 }
@@ -410,6 +428,22 @@ fn matching_domain<'p>(party: &'p Party, settings: &DomainSettings) -> Option<&'
         .filter(|d| !domain_excluded(d, settings) && !internal_domain(d, settings))
 }
 
+/// The domain a party is matched to accounts by (rule 4): one with an email, not
+/// Internal, without a matched contact (by email, phone or through a lead).
+fn by_domain<'p>(
+    party: &'p Party,
+    found: &PartyFindings,
+    settings: &DomainSettings,
+) -> Option<&'p str> {
+    let has_contact = found
+        .people
+        .iter()
+        .any(|p| p.object_type == ObjectType::Contact);
+    (!found.internal && party.email.is_some() && !has_contact)
+        .then(|| matching_domain(party, settings))
+        .flatten()
+}
+
 fn parties_of(activities: &[Activity]) -> impl Iterator<Item = (&Activity, &Party)> {
     activities
         .iter()
@@ -457,15 +491,6 @@ pub async fn associate_chunk(
             parties().filter_map(|(_, p)| p.phone.clone()).collect(),
         )
         .await?;
-    world
-        .lookup(
-            LookupKind::Domain,
-            parties()
-                .filter_map(|(_, p)| matching_domain(p, settings))
-                .flat_map(|d| associate::domain_and_parents(d).map(str::to_owned))
-                .collect::<Vec<_>>(),
-        )
-        .await?;
     let mut wanted = Vec::new();
     for (activity, party) in parties() {
         let keys = [
@@ -477,14 +502,6 @@ pub async fn associate_chunk(
                 for (t, id) in world.hits(kind, key) {
                     wanted.push((*t, id.clone(), activity.at()));
                 }
-            }
-        }
-        for domain in matching_domain(party, settings)
-            .into_iter()
-            .flat_map(associate::domain_and_parents)
-        {
-            for (t, id) in world.hits(LookupKind::Domain, domain) {
-                wanted.push((*t, id.clone(), activity.at()));
             }
         }
     }
@@ -604,16 +621,41 @@ pub async fn associate_chunk(
         }
     }
 
-    // Round 4: accounts (rule 4), and the deals that leads were converted to.
-    let mut accounts: Vec<BTreeMap<String, BTreeSet<String>>> = Vec::new();
+    // Round 4: accounts (rule 4), and the deals that leads were converted to. The
+    // domains are looked up only for the parties that match by domain (an email, no
+    // contact), and every account wanted is read in one round.
+    let by_domain = |party, found| by_domain(party, found, settings);
+    let domain_parties = || {
+        activities
+            .iter()
+            .zip(&findings)
+            .flat_map(move |(activity, of_activity)| {
+                activity
+                    .parties
+                    .iter()
+                    .zip(of_activity)
+                    .filter_map(move |(party, found)| Some((activity, by_domain(party, found)?)))
+            })
+    };
+    world
+        .lookup(
+            LookupKind::Domain,
+            domain_parties()
+                .flat_map(|(_, d)| associate::domain_and_parents(d).map(str::to_owned))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
     let mut wanted = Vec::new();
+    for (activity, domain) in domain_parties() {
+        for domain in associate::domain_and_parents(domain) {
+            for (t, id) in world.hits(LookupKind::Domain, domain) {
+                wanted.push((*t, id.clone(), activity.at()));
+            }
+        }
+    }
     for (activity, of_activity) in activities.iter().zip(&findings) {
         let at = activity.at();
-        let mut candidates: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (party, found) in activity.parties.iter().zip(of_activity) {
-            if found.internal {
-                continue;
-            }
+        for found in of_activity.iter().filter(|f| !f.internal) {
             for person in &found.people {
                 let Some(rec) = world.get(person.object_type, &person.id, at) else {
                     continue;
@@ -625,30 +667,41 @@ pub async fn associate_chunk(
                         given(&rec.facts.converted_to_deal_id),
                     ),
                 };
-                let prefix = match person.object_type {
-                    ObjectType::Contact => "contact",
-                    _ => "lead",
-                };
                 if let Some(account) = account {
-                    candidates
-                        .entry(account.to_owned())
-                        .or_default()
-                        .insert(format!("{prefix}:{}", person.id));
                     wanted.push((ObjectType::Account, account.to_owned(), at));
                 }
                 if let Some(deal) = deal {
                     wanted.push((ObjectType::Deal, deal.to_owned(), at));
                 }
             }
-            let has_contact = found
-                .people
-                .iter()
-                .any(|p| p.object_type == ObjectType::Contact);
-            if party.email.is_some() && !has_contact {
-                for domain in matching_domain(party, settings)
-                    .into_iter()
-                    .flat_map(associate::domain_and_parents)
-                {
+        }
+    }
+    world.load(wanted).await?;
+    let mut accounts: Vec<BTreeMap<String, BTreeSet<String>>> = Vec::new();
+    for (activity, of_activity) in activities.iter().zip(&findings) {
+        let at = activity.at();
+        let mut candidates: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (party, found) in activity.parties.iter().zip(of_activity) {
+            if found.internal {
+                continue;
+            }
+            for person in &found.people {
+                let Some(rec) = world.get(person.object_type, &person.id, at) else {
+                    continue;
+                };
+                let (account, prefix) = match person.object_type {
+                    ObjectType::Contact => (given(&rec.facts.account_id), "contact"),
+                    _ => (given(&rec.facts.converted_to_account_id), "lead"),
+                };
+                if let Some(account) = account {
+                    candidates
+                        .entry(account.to_owned())
+                        .or_default()
+                        .insert(format!("{prefix}:{}", person.id));
+                }
+            }
+            if let Some(domain) = by_domain(party, found) {
+                for domain in associate::domain_and_parents(domain) {
                     for (_, account) in world.hits(LookupKind::Domain, domain) {
                         let Some(rec) = world.get(ObjectType::Account, account, at) else {
                             continue;
@@ -667,7 +720,6 @@ pub async fn associate_chunk(
         }
         accounts.push(candidates);
     }
-    world.load(wanted).await?;
     for (activity, candidates) in activities.iter().zip(&mut accounts) {
         candidates.retain(|id, _| world.get(ObjectType::Account, id, activity.at()).is_some());
     }
@@ -732,8 +784,10 @@ fn context_object(
     let rec = world
         .get(object_type, id, activity.at())
         .ok_or_else(|| ApiError::internal(format!("{} {id} vanished", object_type.as_str())))?;
-    let fields = ContextField::all_of(&rec.body)
-        .map_err(|err| ApiError::internal(format!("undecodable body of {id}: {err}")))?;
+    if !rec.decoded {
+        return Err(ApiError::internal(format!("undecodable body of {id}")));
+    }
+    let fields = BodyFields(rec.body.clone());
     Ok(ContextObject {
         object_type: context_name(object_type),
         object_id: id.to_owned(),

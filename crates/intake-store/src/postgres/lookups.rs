@@ -184,9 +184,10 @@ pub(super) async fn read_snapshot(
     store: &PgStore,
     integration: IntegrationId,
 ) -> Result<Box<dyn ReadSnapshot>> {
-    let mut tx = store.pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
+    // One round trip: the isolation level is given with the BEGIN.
+    let tx = store
+        .pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await?;
     Ok(Box::new(Snapshot { tx, integration }))
 }

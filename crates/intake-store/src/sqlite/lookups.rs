@@ -137,7 +137,12 @@ const STATES_PER_QUERY: usize = 5000;
 
 /// The latest version at most `at` of each `[id, at]` in the JSON array `?3`, with the
 /// element's index: the newer of the two tiers' candidates.
-const STATES_SQL: &str = "SELECT w.key, v.modified, v.deleted, v.body FROM json_each(?3) w \
+///
+/// The rows come back as one text (see [`Packed`]): sqlx hands each row from SQLite's
+/// thread to the caller's on its own, and for thousands of small rows that hand-over cost
+/// more than the query.
+const STATES_SQL: &str = "SELECT group_concat(w.key || ',' || v.modified || ',' || v.deleted \
+     || ',' || octet_length(v.body) || ':' || v.body, '') FROM json_each(?3) w \
      JOIN record_versions v ON v.id = ( \
          SELECT version_id FROM ( \
              SELECT * FROM (SELECT modified, seq, version_id FROM version_keys \
@@ -174,28 +179,33 @@ impl ReadSnapshot for Snapshot {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(String, i64, String)> = sqlx::query_as(
-            "SELECT key, object_type, object_id FROM lookup_keys \
+        // One text for every row (see `Packed`).
+        let packed: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(octet_length(key) || ':' || key || object_type || ',' \
+             || octet_length(object_id) || ':' || object_id, '') FROM lookup_keys \
              WHERE integration_id = ? AND kind = ? AND key IN (SELECT value FROM json_each(?))",
         )
         .bind(self.integration)
         .bind(kind.code())
         .bind(serde_json::to_string(keys).expect("strings serialize"))
-        .fetch_all(&mut *self.tx)
+        .fetch_one(&mut *self.tx)
         .await?;
-        rows.into_iter()
-            .map(|(key, code, object_id)| {
-                let object_type = i16::try_from(code)
-                    .ok()
-                    .and_then(ObjectType::from_code)
-                    .ok_or_else(|| StoreError::Corrupt(format!("object type {code}")))?;
-                Ok(LookupHit {
-                    key,
-                    object_type,
-                    object_id,
-                })
-            })
-            .collect()
+        let mut packed = Packed(packed.as_deref().unwrap_or(""));
+        let mut hits = Vec::new();
+        while !packed.0.is_empty() {
+            let key = packed.text()?.to_owned();
+            let code = packed.int()?;
+            let object_type = i16::try_from(code)
+                .ok()
+                .and_then(ObjectType::from_code)
+                .ok_or_else(|| StoreError::Corrupt(format!("object type {code}")))?;
+            hits.push(LookupHit {
+                key,
+                object_type,
+                object_id: packed.text()?.to_owned(),
+            });
+        }
+        Ok(hits)
     }
 
     async fn states(
@@ -212,13 +222,16 @@ impl ReadSnapshot for Snapshot {
         // the `all_version_keys` view instead, SQLite scanned both tiers).
         for (part, slice) in wanted.chunks(STATES_PER_QUERY).enumerate() {
             let asked: Vec<(&str, i64)> = slice.iter().map(|(id, at)| (id.as_str(), *at)).collect();
-            let rows: Vec<(i64, i64, bool, String)> = sqlx::query_as(STATES_SQL)
+            let packed: Option<String> = sqlx::query_scalar(STATES_SQL)
                 .bind(self.integration)
                 .bind(object_type.code())
                 .bind(serde_json::to_string(&asked).expect("strings serialize"))
-                .fetch_all(&mut *self.tx)
+                .fetch_one(&mut *self.tx)
                 .await?;
-            for (n, modified, deleted, body) in rows {
+            let mut packed = Packed(packed.as_deref().unwrap_or(""));
+            while !packed.0.is_empty() {
+                let (n, modified, deleted) = (packed.int()?, packed.int()?, packed.int()?);
+                let (deleted, body) = (deleted != 0, packed.text()?.to_owned());
                 let slot = usize::try_from(n)
                     .ok()
                     .map(|n| part * STATES_PER_QUERY + n)
@@ -232,6 +245,33 @@ impl ReadSnapshot for Snapshot {
             }
         }
         Ok(found)
+    }
+}
+
+/// The rows of a query packed into one text by `group_concat`: each integer followed by
+/// `,`, each text preceded by its length in bytes and `:` (so any text may follow).
+struct Packed<'a>(&'a str);
+
+impl<'a> Packed<'a> {
+    fn corrupt() -> StoreError {
+        StoreError::Corrupt("a packed row of the associations' reads".into())
+    }
+
+    fn number(&mut self, end: char) -> Result<i64> {
+        let (digits, rest) = self.0.split_once(end).ok_or_else(Self::corrupt)?;
+        self.0 = rest;
+        digits.parse().map_err(|_| Self::corrupt())
+    }
+
+    fn int(&mut self) -> Result<i64> {
+        self.number(',')
+    }
+
+    fn text(&mut self) -> Result<&'a str> {
+        let len = usize::try_from(self.number(':')?).map_err(|_| Self::corrupt())?;
+        let text = self.0.get(..len).ok_or_else(Self::corrupt)?;
+        self.0 = &self.0[len..];
+        Ok(text)
     }
 }
 
