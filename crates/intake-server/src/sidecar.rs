@@ -248,13 +248,16 @@ const PUSHED_AT_ONCE: usize = 1024;
 
 enum Message {
     Push(Vec<Pushed>),
-    Sync(std::sync::mpsc::Sender<io::Result<SidecarMark>>),
+    Sync(tokio::sync::oneshot::Sender<io::Result<SidecarMark>>),
 }
+
+/// The mark of what was handed over before [`SidecarThread::sync_later`], once durable.
+pub type PendingMark = tokio::sync::oneshot::Receiver<io::Result<SidecarMark>>;
 
 impl SidecarThread {
     pub fn spawn(mut writer: SidecarWriter) -> io::Result<SidecarThread> {
         let copies = writer.copied.is_some();
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Message>(4);
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Message>(32);
         let thread = std::thread::Builder::new()
             .name("intake-sidecar".into())
             .spawn(move || {
@@ -263,9 +266,13 @@ impl SidecarThread {
                 for message in receiver {
                     match message {
                         Message::Push(pushed) => {
-                            for (error, offset, len, line) in pushed {
+                            for (mut error, offset, len, line) in pushed {
                                 if failure.is_some() {
                                     break;
+                                }
+                                if error.field.is_none() {
+                                    error.field = intake_model::field_of(&error.description)
+                                        .map(str::to_owned);
                                 }
                                 let done =
                                     writer.push_error(&error).and_then(|()| match (&line, len) {
@@ -321,16 +328,17 @@ impl SidecarThread {
             .map_err(|_| Self::gone())
     }
 
-    /// Waits until everything handed over is written and durable; says how far it goes.
-    pub fn sync(&mut self) -> io::Result<SidecarMark> {
+    /// Asks for everything handed over so far to be made durable; the answer says how far
+    /// the files then go. Pushes after this call are not in it.
+    pub fn sync_later(&mut self) -> io::Result<PendingMark> {
         self.hand_over()?;
-        let (answer, answered) = std::sync::mpsc::channel();
+        let (answer, answered) = tokio::sync::oneshot::channel();
         self.sender
             .as_ref()
             .ok_or_else(Self::gone)?
             .send(Message::Sync(answer))
             .map_err(|_| Self::gone())?;
-        answered.recv().map_err(|_| Self::gone())?
+        Ok(answered)
     }
 }
 

@@ -77,7 +77,9 @@ impl Validator {
 }
 
 enum Step {
-    Batch(Batch),
+    /// A batch, and the mark of the sidecar files it wrote once they are durable (the
+    /// errors' thread makes them so while the next batch is validated).
+    Batch(Batch, Option<crate::sidecar::PendingMark>),
     Unreadable(String),
     /// The whole file was read.
     End,
@@ -457,7 +459,23 @@ impl Worker {
                 return Ok(Outcome::Stopped);
             }
             match step {
-                Step::Batch(batch) => {
+                Step::Batch(mut batch, pending) => {
+                    if let Some(pending) = pending {
+                        match pending.await {
+                            Ok(Ok(mark)) => batch.sidecar = Some(mark),
+                            failed => {
+                                let cause = match failed {
+                                    Ok(Err(err)) => err.to_string(),
+                                    _ => "the errors writer stopped".to_owned(),
+                                };
+                                let message =
+                                    format!("The errors of the request could not be kept: {cause}");
+                                return self
+                                    .finish(work, RequestStatus::Failed, Some(&message))
+                                    .await;
+                            }
+                        }
+                    }
                     error_count = batch.error_count;
                     if let Err(LeaseLost) = self.store.apply_batch(work, &self.id, &batch).await? {
                         return Ok(Outcome::LeaseLost);
@@ -608,9 +626,10 @@ fn validate_into_batches(
                 success_count,
                 error_count| {
         let mut full = std::mem::take(batch);
+        let mut pending = None;
         if let Some(writer) = sidecar {
-            match writer.sync() {
-                Ok(mark) => full.sidecar = Some(mark),
+            match writer.sync_later() {
+                Ok(mark) => pending = Some(mark),
                 Err(err) => {
                     steps.send(Step::Unreadable(format!(
                         "The errors of the request could not be kept: {err}"
@@ -624,7 +643,7 @@ fn validate_into_batches(
             .sort_unstable_by(|a, b| a.1.object_id.cmp(&b.1.object_id));
         full.success_count = success_count;
         full.error_count = error_count;
-        steps.send(Step::Batch(full))
+        steps.send(Step::Batch(full, pending))
     };
     let reader = BufReader::with_capacity(1 << 20, file);
     let mut validator = FileValidator::new(reader, object_type, schema);
@@ -646,8 +665,14 @@ fn validate_into_batches(
                 batch.records.push((outcome.line, record));
             }
             Err(description) => {
-                let error =
-                    LineError::new(outcome.line, description).with_object_id(outcome.object_id);
+                // The field at fault is found by the errors' thread (see SidecarThread),
+                // here only for the errors the database lists.
+                let error = LineError {
+                    line: outcome.line,
+                    object_id: outcome.object_id,
+                    field: None,
+                    description,
+                };
                 error_count += 1;
                 batch_errors += 1;
                 if sidecar.is_none() {
@@ -667,7 +692,10 @@ fn validate_into_batches(
                         }
                     }
                 }
-                let listed_here = (listed < Report::LISTED_ERRORS).then(|| error.clone());
+                let listed_here = (listed < Report::LISTED_ERRORS).then(|| LineError {
+                    field: intake_model::field_of(&error.description).map(str::to_owned),
+                    ..error.clone()
+                });
                 if let Some(writer) = &mut sidecar {
                     if let Err(err) =
                         writer.push(error, validator.last_line(), validator.last_line_offset())
