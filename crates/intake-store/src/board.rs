@@ -384,10 +384,13 @@ struct Refresh {
     rows: usize,
 }
 
+/// What is followed of each integration's type (by its code), each behind its own lock.
+type FollowedTypes = HashMap<(IntegrationId, i16), Arc<tokio::sync::Mutex<Followed>>>;
+
 /// The board projection's latest facts per integration and type, in memory.
 #[derive(Default)]
 pub(crate) struct BoardCache {
-    followed: std::sync::Mutex<HashMap<(IntegrationId, i16), Arc<tokio::sync::Mutex<Followed>>>>,
+    followed: std::sync::Mutex<FollowedTypes>,
 }
 
 impl BoardCache {
@@ -611,10 +614,13 @@ mod tests {
         assert_eq!(records.get(0).facts[0], Some(""));
     }
 
-    /// A projection in memory: rows as (seq, line, objectId, modified, deleted, label).
+    /// A row as (seq, line, objectId, modified, deleted, label).
+    type FakeRow = (i64, i64, String, i64, bool, String);
+
+    /// A projection in memory.
     #[derive(Default)]
     struct Fake {
-        rows: std::sync::Mutex<Vec<(i64, i64, String, i64, bool, String)>>,
+        rows: std::sync::Mutex<Vec<FakeRow>>,
         uploads: std::sync::Mutex<Vec<UploadMark>>,
         epoch: std::sync::atomic::AtomicI64,
     }
