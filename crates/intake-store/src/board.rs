@@ -1,11 +1,20 @@
 //! The board projection as both backends read it back: rows of `board_facts` (one per
 //! stored version of a DEAL, ACCOUNT or BUSINESS_USER, see [`intake_model::BoardFact`])
 //! collected into one text, and reduced to each record's latest version.
+//!
+//! The board as it stands now (no `asOf`) is read from [`BoardCache`]: each record's latest
+//! facts per integration and type, kept in memory and brought up to date at each call from
+//! the rows committed since, so that a call reads only what changed (see
+//! [`BoardCache::current`] for why that is exact).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 
-use intake_model::{BoardFact, BoardFacts};
+use intake_model::{BoardFact, BoardFacts, ObjectType};
+
+use crate::{IntegrationId, RequestSeq};
 
 /// A piece of [`BoardRecords::text`]; `len == u32::MAX` for none.
 #[derive(Clone, Copy, Debug)]
@@ -34,11 +43,12 @@ pub struct BoardRecord<'a> {
 
 /// The records of one type that exist and are not deleted at some time, each with the
 /// facts of its latest version by then, in no particular order. Their texts live in one
-/// buffer: reading half a million of them makes no allocation per record.
-#[derive(Debug, Default)]
+/// buffer: reading half a million of them makes no allocation per record. A clone shares
+/// both buffers (the cache hands out the same records to every call).
+#[derive(Clone, Debug, Default)]
 pub struct BoardRecords {
-    text: String,
-    rows: Vec<Row>,
+    text: Arc<String>,
+    rows: Arc<Vec<Row>>,
 }
 
 impl BoardRecords {
@@ -48,6 +58,12 @@ impl BoardRecords {
 
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// Whether both are the very same records (not equal ones: the same buffers, as the
+    /// store's cache hands out while nothing changed).
+    pub fn same(&self, other: &BoardRecords) -> bool {
+        Arc::ptr_eq(&self.rows, &other.rows) && Arc::ptr_eq(&self.text, &other.text)
     }
 
     /// The `i`th record (`i < len()`).
@@ -113,21 +129,26 @@ pub(crate) struct Collector {
     rows: Vec<Pending>,
 }
 
-impl Collector {
-    fn put(&mut self, value: Option<&str>) -> crate::Result<Span> {
-        let Some(value) = value else {
-            return Ok(NONE);
-        };
-        let corrupt = || crate::StoreError::Corrupt("the board projection passes 4 GiB".into());
-        let start = u32::try_from(self.text.len()).map_err(|_| corrupt())?;
-        let len = u32::try_from(value.len())
-            .ok()
-            .filter(|len| *len < u32::MAX && start.checked_add(*len).is_some())
-            .ok_or_else(corrupt)?;
-        self.text.push_str(value);
-        Ok(Span { start, len })
-    }
+/// Appends `value` to `text`, and says where it went.
+fn put(text: &mut String, value: Option<&str>) -> crate::Result<Span> {
+    let Some(value) = value else {
+        return Ok(NONE);
+    };
+    let corrupt = || crate::StoreError::Corrupt("the board projection passes 4 GiB".into());
+    let start = u32::try_from(text.len()).map_err(|_| corrupt())?;
+    let len = u32::try_from(value.len())
+        .ok()
+        .filter(|len| *len < u32::MAX && start.checked_add(*len).is_some())
+        .ok_or_else(corrupt)?;
+    text.push_str(value);
+    Ok(Span { start, len })
+}
 
+fn span_text(text: &str, span: Span) -> &str {
+    &text[span.start as usize..(span.start + span.len) as usize]
+}
+
+impl Collector {
     pub(crate) fn push(
         &mut self,
         object_id: &str,
@@ -136,10 +157,10 @@ impl Collector {
         deleted: bool,
         facts: BoardFacts<'_>,
     ) -> crate::Result<()> {
-        let object_id = self.put(Some(object_id))?;
+        let object_id = put(&mut self.text, Some(object_id))?;
         let mut spans = [NONE; 7];
         for (span, fact) in spans.iter_mut().zip(facts) {
-            *span = self.put(fact)?;
+            *span = put(&mut self.text, fact)?;
         }
         self.rows.push(Pending {
             row: Row {
@@ -188,8 +209,373 @@ impl Collector {
                 .map(|(p, _)| p.row)
                 .collect()
         };
-        BoardRecords { text, rows: kept }
+        BoardRecords {
+            text: Arc::new(text),
+            rows: Arc::new(kept),
+        }
     }
+}
+
+/// One row of `board_facts` as a backend reads it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FactRow<'a> {
+    pub object_id: &'a str,
+    pub modified: i64,
+    pub seq: RequestSeq,
+    pub line: i64,
+    pub deleted: bool,
+    pub facts: BoardFacts<'a>,
+}
+
+/// An upload of one type to an integration, as [`BoardCache`] follows it: the lines
+/// stored through (`checkpoint_line`, committed with those lines' rows), and whether it
+/// is settled (a final status reached a while ago: it stores nothing more).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UploadMark {
+    pub seq: RequestSeq,
+    pub checkpoint: i64,
+    pub settled: bool,
+}
+
+/// How long after its final status an upload is followed still (see
+/// [`BoardCache::current`]).
+pub(crate) const SETTLED_AFTER_MS: i64 = 60_000;
+
+/// What [`BoardCache`] reads of a backend.
+pub(crate) trait Projection: Sync {
+    /// The integration's projection epoch of the type (0 when never set): raised by every
+    /// change of rows already written (a schema change that drops facts, a purge).
+    fn epoch(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+    ) -> impl Future<Output = crate::Result<i64>> + Send;
+    /// The integration's uploads of the type from request `from` on, by seq.
+    fn uploads(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        from: RequestSeq,
+    ) -> impl Future<Output = crate::Result<Vec<UploadMark>>> + Send;
+    /// The rows of the type with (seq, line) in `(after, through]`, in key order, each
+    /// handed to `each`.
+    fn rows(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        after: (RequestSeq, i64),
+        through: (RequestSeq, i64),
+        each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> crate::Result<()> + Send),
+    ) -> impl Future<Output = crate::Result<()>> + Send;
+}
+
+/// The latest version of each record of one type (deleted ones too, to compare a later
+/// row with), kept up to date row by row. Texts are appended to one buffer; what a newer
+/// version replaces is garbage until [`Latest::compact`].
+#[derive(Default)]
+struct Latest {
+    text: Arc<String>,
+    rows: Vec<Pending>,
+    index: HashMap<Box<str>, u32>,
+    garbage: usize,
+}
+
+impl Latest {
+    fn push(&mut self, row: &FactRow<'_>) -> crate::Result<()> {
+        let text = Arc::make_mut(&mut self.text);
+        let put_facts = |text: &mut String, deleted: bool| -> crate::Result<[Span; 7]> {
+            let mut spans = [NONE; 7];
+            if !deleted {
+                for (span, fact) in spans.iter_mut().zip(row.facts) {
+                    *span = put(text, fact)?;
+                }
+            }
+            Ok(spans)
+        };
+        match self.index.get(row.object_id) {
+            Some(&i) => {
+                let kept = &mut self.rows[i as usize];
+                // As the Collector: the greatest (modifiedDate, request), the first read
+                // of equals.
+                if (row.modified, row.seq) > (kept.modified, kept.seq) {
+                    self.garbage += kept
+                        .row
+                        .facts
+                        .iter()
+                        .filter(|f| f.len != u32::MAX)
+                        .map(|f| f.len as usize)
+                        .sum::<usize>();
+                    kept.row.facts = put_facts(text, row.deleted)?;
+                    kept.modified = row.modified;
+                    kept.seq = row.seq;
+                    kept.deleted = row.deleted;
+                }
+            }
+            None => {
+                let object_id = put(text, Some(row.object_id))?;
+                let facts = put_facts(text, row.deleted)?;
+                let i = u32::try_from(self.rows.len()).map_err(|_| {
+                    crate::StoreError::Corrupt("the board projection passes 4 G rows".into())
+                })?;
+                self.rows.push(Pending {
+                    row: Row { object_id, facts },
+                    modified: row.modified,
+                    seq: row.seq,
+                    deleted: row.deleted,
+                });
+                self.index.insert(row.object_id.into(), i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the texts again without the garbage, once it is half the buffer.
+    fn compact(&mut self) -> crate::Result<()> {
+        if self.garbage < 1 << 20 || self.garbage * 2 < self.text.len() {
+            return Ok(());
+        }
+        let mut text = String::with_capacity(self.text.len() - self.garbage);
+        for pending in &mut self.rows {
+            let row = &mut pending.row;
+            row.object_id = put(&mut text, Some(span_text(&self.text, row.object_id)))?;
+            for fact in &mut row.facts {
+                if fact.len != u32::MAX {
+                    *fact = put(&mut text, Some(span_text(&self.text, *fact)))?;
+                }
+            }
+        }
+        self.text = Arc::new(text);
+        self.garbage = 0;
+        Ok(())
+    }
+
+    fn records(&self) -> BoardRecords {
+        BoardRecords {
+            text: Arc::clone(&self.text),
+            rows: Arc::new(
+                self.rows
+                    .iter()
+                    .filter(|p| !p.deleted)
+                    .map(|p| p.row)
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// What the cache holds of one integration's type.
+#[derive(Default)]
+struct Followed {
+    loaded: bool,
+    epoch: i64,
+    /// Every upload below this seq is settled and read whole.
+    settled_below: RequestSeq,
+    /// The lines read of each upload from `settled_below` on.
+    read_through: HashMap<RequestSeq, i64>,
+    latest: Latest,
+    records: Option<BoardRecords>,
+}
+
+/// What one call of [`BoardCache::current`] did, for the log.
+#[derive(Debug, Default)]
+struct Refresh {
+    reloaded: bool,
+    uploads_read: usize,
+    rows: usize,
+}
+
+/// What is followed of each integration's type (by its code), each behind its own lock.
+type FollowedTypes = HashMap<(IntegrationId, i16), Arc<tokio::sync::Mutex<Followed>>>;
+
+/// The board projection's latest facts per integration and type, in memory.
+#[derive(Default)]
+pub(crate) struct BoardCache {
+    followed: std::sync::Mutex<FollowedTypes>,
+}
+
+impl BoardCache {
+    /// The records of the type as they stand, as `board_records` at `i64::MAX` reads
+    /// them, from what the cache holds and the rows committed since it last looked.
+    ///
+    /// Why that is exact: a batch commits its rows with its upload's `checkpoint_line` in
+    /// one transaction, and the lines of an upload are stored in order, each once. So the
+    /// rows of upload `s` through its checkpoint `c` are exactly its lines `<= c`, all
+    /// committed: each call lists the uploads (their checkpoints) and reads, of each, the
+    /// lines between what it read before and that checkpoint. Uploads whose final status
+    /// is over [`SETTLED_AFTER_MS`] old store nothing more and are no longer listed (with
+    /// SQLite's one writer a lower seq cannot appear later; on PostgreSQL an upload's row
+    /// is one INSERT, which would have to take that long between taking its seq and
+    /// committing). Rows written before change only by a schema change that drops facts,
+    /// or a purge; both raise the epoch, read before and after, and the type is then read
+    /// again whole.
+    pub(crate) async fn current<P: Projection>(
+        &self,
+        store: &P,
+        integration: IntegrationId,
+        object_type: ObjectType,
+    ) -> crate::Result<BoardRecords> {
+        let entry = {
+            let mut followed = self.followed.lock().expect("board cache lock");
+            Arc::clone(
+                followed
+                    .entry((integration, object_type.code()))
+                    .or_default(),
+            )
+        };
+        let mut entry = entry.lock().await;
+        let started = std::time::Instant::now();
+        let mut refresh = Refresh::default();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let epoch = store.epoch(integration, object_type).await?;
+            if !entry.loaded || epoch != entry.epoch {
+                *entry = Followed {
+                    epoch,
+                    ..Followed::default()
+                };
+                refresh.reloaded = true;
+            }
+            match follow(store, &mut entry, integration, object_type, &mut refresh).await {
+                Ok(()) => {}
+                Err(err) => {
+                    // Half read: start over at the next call.
+                    *entry = Followed::default();
+                    return Err(err);
+                }
+            }
+            entry.loaded = true;
+            if store.epoch(integration, object_type).await? == epoch {
+                break;
+            }
+            if attempts >= 3 {
+                // Rows changed under every attempt: read the type whole, uncached.
+                *entry = Followed::default();
+                let mut latest = Latest::default();
+                store
+                    .rows(
+                        integration,
+                        object_type,
+                        (RequestSeq::MIN, i64::MIN),
+                        (RequestSeq::MAX, i64::MAX),
+                        &mut |row| latest.push(&row),
+                    )
+                    .await?;
+                return Ok(latest.records());
+            }
+            entry.loaded = false;
+        }
+        let records = match &entry.records {
+            Some(records) => records.clone(),
+            None => {
+                entry.latest.compact()?;
+                let records = entry.latest.records();
+                entry.records = Some(records.clone());
+                records
+            }
+        };
+        tracing::debug!(
+            integration,
+            ?object_type,
+            reloaded = refresh.reloaded,
+            uploads_read = refresh.uploads_read,
+            rows = refresh.rows,
+            records = records.len(),
+            took = ?started.elapsed(),
+            "board cache"
+        );
+        Ok(records)
+    }
+}
+
+/// Reads into `entry` what was committed since it last read.
+async fn follow<P: Projection>(
+    store: &P,
+    entry: &mut Followed,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    refresh: &mut Refresh,
+) -> crate::Result<()> {
+    let uploads = store
+        .uploads(integration, object_type, entry.settled_below)
+        .await?;
+    let Followed {
+        loaded,
+        settled_below,
+        read_through,
+        latest,
+        records,
+        ..
+    } = entry;
+    if !*loaded {
+        // All at once: every row, but of each upload only the lines through the
+        // checkpoint just read (a batch committed since is read at the next call).
+        let through: HashMap<RequestSeq, i64> =
+            uploads.iter().map(|u| (u.seq, u.checkpoint)).collect();
+        let mut rows = 0;
+        store
+            .rows(
+                integration,
+                object_type,
+                (RequestSeq::MIN, i64::MIN),
+                (RequestSeq::MAX, i64::MAX),
+                &mut |row| {
+                    // A row of no listed upload cannot be (rows come from uploads); one
+                    // would be kept, as the uncached read keeps it.
+                    if through.get(&row.seq).is_none_or(|c| row.line <= *c) {
+                        rows += 1;
+                        latest.push(&row)?;
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        refresh.rows += rows;
+        refresh.uploads_read = uploads.len();
+        *read_through = through;
+        *records = None;
+    } else {
+        for upload in &uploads {
+            let read = read_through.get(&upload.seq).copied().unwrap_or(0);
+            if upload.checkpoint < read {
+                return Err(crate::StoreError::Corrupt(format!(
+                    "request {} went back from line {read} to {}",
+                    upload.seq, upload.checkpoint
+                )));
+            }
+            if upload.checkpoint == read {
+                continue;
+            }
+            *records = None;
+            let mut rows = 0;
+            store
+                .rows(
+                    integration,
+                    object_type,
+                    (upload.seq, read),
+                    (upload.seq, upload.checkpoint),
+                    &mut |row| {
+                        rows += 1;
+                        latest.push(&row)
+                    },
+                )
+                .await?;
+            refresh.rows += rows;
+            refresh.uploads_read += 1;
+            read_through.insert(upload.seq, upload.checkpoint);
+        }
+    }
+    // Uploads settled from the start of the list on are followed no more.
+    let mut below = *settled_below;
+    for upload in &uploads {
+        if !upload.settled {
+            break;
+        }
+        below = below.max(upload.seq + 1);
+    }
+    *settled_below = below;
+    read_through.retain(|seq, _| *seq >= below);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -226,5 +612,151 @@ mod tests {
         let records = unique.finish();
         assert_eq!(records.len(), 1);
         assert_eq!(records.get(0).facts[0], Some(""));
+    }
+
+    /// A row as (seq, line, objectId, modified, deleted, label).
+    type FakeRow = (i64, i64, String, i64, bool, String);
+
+    /// A projection in memory.
+    #[derive(Default)]
+    struct Fake {
+        rows: std::sync::Mutex<Vec<FakeRow>>,
+        uploads: std::sync::Mutex<Vec<UploadMark>>,
+        epoch: std::sync::atomic::AtomicI64,
+    }
+
+    impl Projection for Fake {
+        async fn epoch(&self, _: IntegrationId, _: ObjectType) -> crate::Result<i64> {
+            Ok(self.epoch.load(std::sync::atomic::Ordering::SeqCst))
+        }
+        async fn uploads(
+            &self,
+            _: IntegrationId,
+            _: ObjectType,
+            from: RequestSeq,
+        ) -> crate::Result<Vec<UploadMark>> {
+            let mut marks: Vec<UploadMark> = self.uploads.lock().unwrap().clone();
+            marks.retain(|m| m.seq >= from);
+            marks.sort_by_key(|m| m.seq);
+            Ok(marks)
+        }
+        async fn rows(
+            &self,
+            _: IntegrationId,
+            _: ObjectType,
+            after: (RequestSeq, i64),
+            through: (RequestSeq, i64),
+            each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> crate::Result<()> + Send),
+        ) -> crate::Result<()> {
+            let mut rows = self.rows.lock().unwrap().clone();
+            rows.sort_by_key(|r| (r.0, r.1));
+            for (seq, line, id, modified, deleted, label) in &rows {
+                if (*seq, *line) > after && (*seq, *line) <= through {
+                    each(FactRow {
+                        object_id: id,
+                        modified: *modified,
+                        seq: *seq,
+                        line: *line,
+                        deleted: *deleted,
+                        facts: [Some(label.as_str()), None, None, None, None, None, None],
+                    })?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl Fake {
+        fn row(&self, seq: i64, line: i64, id: &str, modified: i64, deleted: bool, label: &str) {
+            let row = (seq, line, id.into(), modified, deleted, label.into());
+            self.rows.lock().unwrap().push(row);
+        }
+        fn mark(&self, seq: i64, checkpoint: i64, settled: bool) {
+            let mut uploads = self.uploads.lock().unwrap();
+            uploads.retain(|m| m.seq != seq);
+            uploads.push(UploadMark {
+                seq,
+                checkpoint,
+                settled,
+            });
+        }
+        /// What an uncached read gives: every row through its upload's checkpoint.
+        fn whole(&self) -> Vec<(String, String)> {
+            let uploads = self.uploads.lock().unwrap().clone();
+            let mut rows = self.rows.lock().unwrap().clone();
+            rows.sort_by_key(|r| (r.0, r.1));
+            let mut c = Collector::default();
+            for (seq, line, id, modified, deleted, label) in &rows {
+                let through = uploads.iter().find(|m| m.seq == *seq).unwrap().checkpoint;
+                if *line <= through {
+                    let facts = [Some(label.as_str()), None, None, None, None, None, None];
+                    c.push(id, *modified, *seq, *deleted, facts).unwrap();
+                }
+            }
+            sorted(&c.finish())
+        }
+    }
+
+    fn sorted(records: &BoardRecords) -> Vec<(String, String)> {
+        let mut got: Vec<(String, String)> = records
+            .iter()
+            .map(|r| (r.object_id.to_owned(), r.facts[0].unwrap().to_owned()))
+            .collect();
+        got.sort();
+        got
+    }
+
+    #[tokio::test]
+    async fn the_cache_reads_what_was_committed_since_and_agrees_with_a_whole_read() {
+        let fake = Fake::default();
+        let cache = BoardCache::default();
+        let current = || cache.current(&fake, 1, ObjectType::Deal);
+        assert!(current().await.unwrap().is_empty());
+
+        // Upload 10: lines 1-2 committed, line 3 written but past the checkpoint read.
+        fake.row(10, 1, "a", 100, false, "a1");
+        fake.row(10, 2, "b", 100, false, "b1");
+        fake.row(10, 3, "c", 100, false, "c1");
+        fake.mark(10, 2, false);
+        let first = current().await.unwrap();
+        assert_eq!(sorted(&first), fake.whole());
+        assert_eq!(first.len(), 2);
+        // Nothing new: the very same records.
+        assert!(current().await.unwrap().same(&first));
+
+        // Its checkpoint moves; upload 11 replaces a (newer), deletes b, and brings an
+        // older version of c (kept out), while upload 10 settles.
+        fake.mark(10, 3, true);
+        fake.row(11, 1, "a", 200, false, "a2");
+        fake.row(11, 2, "b", 150, true, "");
+        fake.row(11, 3, "c", 50, false, "c-old");
+        fake.row(11, 4, "d", 100, false, "d1");
+        fake.mark(11, 4, false);
+        let second = current().await.unwrap();
+        assert!(!second.same(&first));
+        assert_eq!(sorted(&second), fake.whole());
+        assert_eq!(
+            sorted(&second),
+            [("a", "a2"), ("c", "c1"), ("d", "d1")].map(|(a, b)| (a.into(), b.into()))
+        );
+
+        // b comes back; then rows change in place under a new epoch: read again whole.
+        fake.row(11, 5, "b", 300, false, "b3");
+        fake.mark(11, 5, true);
+        assert_eq!(sorted(&current().await.unwrap()), fake.whole());
+        fake.rows.lock().unwrap().retain(|r| r.2 != "a");
+        fake.epoch.store(1, std::sync::atomic::Ordering::SeqCst);
+        let after = current().await.unwrap();
+        assert_eq!(sorted(&after), fake.whole());
+        assert!(after.iter().all(|r| r.object_id != "a"));
+
+        // Many replacements: the garbage is compacted away, the answer unchanged.
+        for k in 0..5000 {
+            fake.row(12, k + 1, "big", 1000 + k, false, &"x".repeat(500));
+        }
+        fake.mark(12, 5000, false);
+        let big = current().await.unwrap();
+        assert_eq!(sorted(&big), fake.whole());
+        assert!(big.text.len() < 100_000, "{}", big.text.len());
     }
 }

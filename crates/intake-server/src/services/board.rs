@@ -27,6 +27,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use intake_model::{fact_text, format_timestamp, BoardFact, ObjectType};
@@ -40,10 +41,12 @@ use crate::{ApiError, AppState};
 /// The `status` values the board takes; `OPEN` when absent.
 const STATUSES: [&str; 4] = ["OPEN", "WON", "LOST", "ALL"];
 
-fn status(params: &QueryParams) -> Result<&str, ApiError> {
+fn status(params: &QueryParams) -> Result<&'static str, ApiError> {
     match params.optional("status") {
         None => Ok("OPEN"),
-        Some(raw) if STATUSES.contains(&raw) => Ok(raw),
+        Some(raw) if STATUSES.contains(&raw) => {
+            Ok(STATUSES.into_iter().find(|s| *s == raw).unwrap_or("OPEN"))
+        }
         Some(raw) => Err(ApiError::InvalidParameter {
             name: "status",
             expected: "one of OPEN, WON, LOST, ALL",
@@ -62,6 +65,7 @@ struct StageBody<'a> {
     sort_order: Option<i64>,
 }
 
+#[derive(Clone, PartialEq, Eq)]
 struct Stage {
     object_id: String,
     name: Option<String>,
@@ -106,11 +110,29 @@ struct Column {
 /// The board, ready to be written.
 pub struct Board {
     as_of: Option<String>,
+    built: Arc<Built>,
+}
+
+/// The board's columns and hidden deals, built from what was read (which it keeps: the
+/// deals are written from there).
+struct Built {
     columns: Vec<Column>,
     hidden: Vec<Hidden>,
     deals: BoardRecords,
     accounts: BoardRecords,
     users: BoardRecords,
+    /// The stages it was built from, as read.
+    stages: Vec<Stage>,
+}
+
+/// The last board built without `asOf` per integration and status: the store hands out
+/// the very same records while nothing changed ([`BoardRecords::same`]), and then, with
+/// the same stages, the board is the same. Only the last one is kept per key.
+type BuiltBoards = Mutex<HashMap<(IntegrationId, &'static str), Arc<Built>>>;
+
+fn built_boards() -> &'static BuiltBoards {
+    static BUILT: OnceLock<BuiltBoards> = OnceLock::new();
+    BUILT.get_or_init(Default::default)
 }
 
 /// A fact that must be a JSON string, unescaped; an error names the record otherwise.
@@ -143,7 +165,7 @@ pub async fn board(
     company: CompanyId,
     params: &QueryParams,
 ) -> Result<Board, ApiError> {
-    let wanted = status(params)?.to_owned();
+    let wanted = status(params)?;
     let as_of = records::as_of(params)?;
     let integration = records::integration(state, company, params).await?;
     let at = as_of.unwrap_or(i64::MAX);
@@ -170,6 +192,46 @@ pub async fn board(
     )?;
     let read = started.elapsed();
 
+    if as_of.is_none() {
+        let key = (integration, wanted);
+        let built = built_boards()
+            .lock()
+            .expect("board lock")
+            .get(&key)
+            .cloned();
+        if let Some(built) = built.filter(|b| {
+            b.deals.same(&deals)
+                && b.accounts.same(&accounts)
+                && b.users.same(&users)
+                && b.stages == stages
+        }) {
+            tracing::debug!(?read, deals = deals.len(), "deal board, as built before");
+            return Ok(Board { as_of: None, built });
+        }
+        let built = Arc::new(build(wanted, stages, deals, accounts, users)?);
+        built_boards()
+            .lock()
+            .expect("board lock")
+            .insert(key, Arc::clone(&built));
+        tracing::debug!(?read, built = ?started.elapsed(), "deal board");
+        return Ok(Board { as_of: None, built });
+    }
+    let built = Arc::new(build(wanted, stages, deals, accounts, users)?);
+    tracing::debug!(?read, built = ?started.elapsed(), "deal board");
+    Ok(Board {
+        as_of: as_of.map(format_timestamp),
+        built,
+    })
+}
+
+/// The board's columns and hidden deals of the status `wanted`.
+fn build(
+    wanted: &str,
+    stages: Vec<Stage>,
+    deals: BoardRecords,
+    accounts: BoardRecords,
+    users: BoardRecords,
+) -> Result<Built, ApiError> {
     let stage_of: HashMap<&str, usize> = stages
         .iter()
         .enumerate()
@@ -226,6 +288,7 @@ pub async fn board(
     }
     drop((stage_of, account_of, owner_of));
 
+    let stages_read = stages.clone();
     let mut columns: Vec<Column> = stages
         .into_iter()
         .zip(shown)
@@ -248,19 +311,13 @@ pub async fn board(
             .object_id(a.deal as usize)
             .cmp(deals.object_id(b.deal as usize))
     });
-    tracing::debug!(
-        ?read,
-        built = ?started.elapsed(),
-        deals = deals.len(),
-        "deal board"
-    );
-    Ok(Board {
-        as_of: as_of.map(format_timestamp),
+    Ok(Built {
         columns,
         hidden,
         deals,
         accounts,
         users,
+        stages: stages_read,
     })
 }
 
@@ -391,13 +448,14 @@ impl Iterator for BoardBody {
 impl BoardBody {
     /// Writes the next part of the answer; false when there is none.
     fn write_next(&mut self, out: &mut Vec<u8>) -> bool {
-        let board = &self.board;
+        let as_of = &self.board.as_of;
+        let board = &*self.board.built;
         self.at = match self.at {
             At::Start => {
                 out.extend_from_slice(b"{\"requestId\":");
                 json_string(out, &self.request_id);
                 out.extend_from_slice(b",\"asOf\":");
-                match &board.as_of {
+                match as_of {
                     Some(as_of) => json_string(out, as_of),
                     None => out.extend_from_slice(b"null"),
                 }
@@ -480,12 +538,12 @@ impl BoardBody {
     }
 
     fn write_deal(&self, out: &mut Vec<u8>, deal: &Shown) {
-        let Board {
+        let Built {
             deals,
             accounts,
             users,
             ..
-        } = &self.board;
+        } = &*self.board.built;
         let i = deal.deal as usize;
         let fact = |f| deals.fact(i, f);
         out.extend_from_slice(b"{\"objectId\":");
@@ -510,7 +568,7 @@ impl BoardBody {
     }
 
     fn write_hidden(&self, out: &mut Vec<u8>, hidden: &Hidden) {
-        let deals = &self.board.deals;
+        let deals = &self.board.built.deals;
         let i = hidden.deal as usize;
         out.extend_from_slice(b"{\"objectId\":");
         json_string(out, deals.object_id(i));
@@ -656,46 +714,49 @@ mod tests {
         };
         let board = Board {
             as_of: Some("2024-01-01T00:00:00.000Z".into()),
-            columns: vec![
-                Column {
-                    stage: stage("s1", Some("Stage \"1\"")),
-                    total: 1.5,
-                    deals: vec![
-                        Shown {
-                            date: 0,
-                            deal: 1,
-                            account: 0,
-                            owner: NO_ROW,
-                        },
-                        Shown {
-                            date: 0,
-                            deal: 0,
-                            account: NO_ROW,
-                            owner: 0,
-                        },
-                    ],
-                },
-                Column {
-                    stage: stage("s2", None),
-                    total: 0.0,
-                    deals: vec![],
-                },
-            ],
-            hidden: vec![
-                Hidden {
-                    deal: 0,
-                    missing: 0b1010,
-                    unknown_stage: Some("x\"y".into()),
-                },
-                Hidden {
-                    deal: 1,
-                    missing: 0,
-                    unknown_stage: Some("z".into()),
-                },
-            ],
-            deals,
-            accounts,
-            users,
+            built: Arc::new(Built {
+                stages: vec![],
+                columns: vec![
+                    Column {
+                        stage: stage("s1", Some("Stage \"1\"")),
+                        total: 1.5,
+                        deals: vec![
+                            Shown {
+                                date: 0,
+                                deal: 1,
+                                account: 0,
+                                owner: NO_ROW,
+                            },
+                            Shown {
+                                date: 0,
+                                deal: 0,
+                                account: NO_ROW,
+                                owner: 0,
+                            },
+                        ],
+                    },
+                    Column {
+                        stage: stage("s2", None),
+                        total: 0.0,
+                        deals: vec![],
+                    },
+                ],
+                hidden: vec![
+                    Hidden {
+                        deal: 0,
+                        missing: 0b1010,
+                        unknown_stage: Some("x\"y".into()),
+                    },
+                    Hidden {
+                        deal: 1,
+                        missing: 0,
+                        unknown_stage: Some("z".into()),
+                    },
+                ],
+                deals,
+                accounts,
+                users,
+            }),
         };
         let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
         let expected = DealBoard {
@@ -769,11 +830,14 @@ mod tests {
 
         let empty = Board {
             as_of: None,
-            columns: vec![],
-            hidden: vec![],
-            deals: BoardRecords::default(),
-            accounts: BoardRecords::default(),
-            users: BoardRecords::default(),
+            built: Arc::new(Built {
+                stages: vec![],
+                columns: vec![],
+                hidden: vec![],
+                deals: BoardRecords::default(),
+                accounts: BoardRecords::default(),
+                users: BoardRecords::default(),
+            }),
         };
         let written: Vec<u8> = empty.into_body("r".into()).flatten().collect();
         assert_eq!(
@@ -806,20 +870,23 @@ mod tests {
             .collect();
         let board = Board {
             as_of: None,
-            columns: vec![Column {
-                stage: Stage {
-                    object_id: "s".into(),
-                    name: None,
-                    is_active: true,
-                    sort_order: 1,
-                },
-                total: 0.0,
-                deals: shown,
-            }],
-            hidden: vec![],
-            deals,
-            accounts: BoardRecords::default(),
-            users: BoardRecords::default(),
+            built: Arc::new(Built {
+                stages: vec![],
+                columns: vec![Column {
+                    stage: Stage {
+                        object_id: "s".into(),
+                        name: None,
+                        is_active: true,
+                        sort_order: 1,
+                    },
+                    total: 0.0,
+                    deals: shown,
+                }],
+                hidden: vec![],
+                deals,
+                accounts: BoardRecords::default(),
+                users: BoardRecords::default(),
+            }),
         };
         let pieces: Vec<Bytes> = board.into_body("r".into()).collect();
         assert!(pieces.len() > 3, "{}", pieces.len());

@@ -13,8 +13,8 @@ use intake_model::{board_facts, on_board, BoardFact, BoardFacts, ObjectType, Val
 use sqlx::PgConnection;
 
 use super::PgStore;
-use crate::board::{BoardRecords, Collector};
-use crate::{ClaimedWork, IntegrationId, Result, StoreError, WorkKind};
+use crate::board::{BoardRecords, Collector, FactRow, Projection, UploadMark, SETTLED_AFTER_MS};
+use crate::{now_unix_ms, ClaimedWork, IntegrationId, RequestSeq, Result, StoreError, WorkKind};
 
 const COLUMNS: &str = "integration_id, object_type, seq, line, object_id, modified, deleted, \
      label, status, stage, account_id, owner_id, close_date, amount";
@@ -166,7 +166,7 @@ async fn insert_facts_skipping_stored(
     Ok(())
 }
 
-/// Reads one type's projection up to `as_of` with `COPY ... TO STDOUT`.
+/// One type's records up to `as_of`: as they stand now from the cache, else read whole.
 pub(super) async fn board_records(
     store: &PgStore,
     integration: IntegrationId,
@@ -177,14 +177,111 @@ pub(super) async fn board_records(
     if !on_board(object_type) {
         return Ok(collector.finish());
     }
+    if as_of == i64::MAX {
+        return store
+            .board_cache
+            .current(store, integration, object_type)
+            .await;
+    }
+    read_rows(
+        store,
+        integration,
+        object_type,
+        Some(as_of),
+        None,
+        &mut |row| collector.push(row.object_id, row.modified, row.seq, row.deleted, row.facts),
+    )
+    .await?;
+    Ok(collector.finish())
+}
+
+impl Projection for PgStore {
+    async fn epoch(&self, integration: IntegrationId, object_type: ObjectType) -> Result<i64> {
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "SELECT epoch FROM board_epochs WHERE integration_id = $1 AND object_type = $2",
+        )
+        .bind(integration)
+        .bind(object_type.code())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(epoch.unwrap_or(0))
+    }
+
+    async fn uploads(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        from: RequestSeq,
+    ) -> Result<Vec<UploadMark>> {
+        let rows: Vec<(i64, i64, bool)> = sqlx::query_as(
+            "SELECT seq, checkpoint_line::bigint, \
+                 status IN ('DONE', 'FAILED', 'CANCELLED') AND coalesce(finished_at_ms, 0) < $1 \
+             FROM requests WHERE seq >= $2 AND integration_id = $3 AND kind = 'UPLOAD' \
+             AND object_type = $4 ORDER BY seq",
+        )
+        .bind(now_unix_ms() - SETTLED_AFTER_MS)
+        .bind(from)
+        .bind(integration)
+        .bind(object_type.code())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, checkpoint, settled)| UploadMark {
+                seq,
+                checkpoint,
+                settled,
+            })
+            .collect())
+    }
+
+    async fn rows(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        after: (RequestSeq, i64),
+        through: (RequestSeq, i64),
+        each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
+    ) -> Result<()> {
+        read_rows(
+            self,
+            integration,
+            object_type,
+            None,
+            Some((after, through)),
+            each,
+        )
+        .await
+    }
+}
+
+/// Reads one type's projection (up to `as_of`; of the rows with (seq, line) in `(after,
+/// through]`) with `COPY ... TO STDOUT`.
+async fn read_rows(
+    store: &PgStore,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    as_of: Option<i64>,
+    range: Option<((RequestSeq, i64), (RequestSeq, i64))>,
+    each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
+) -> Result<()> {
     let facts: String = BoardFact::ALL
         .iter()
         .map(|f| format!(", {}", f.column()))
         .collect();
-    // COPY takes no parameters: the three values are integers, written as such.
+    // COPY takes no parameters: the values are integers, written as such.
+    let mut filter = String::new();
+    if let Some(as_of) = as_of {
+        filter.push_str(&format!(" AND modified <= {as_of}"));
+    }
+    if let Some(((s0, l0), (s1, l1))) = range {
+        filter.push_str(&format!(
+            " AND (seq, line) > ({s0}, {l0}) AND (seq, line) <= ({s1}, {l1})"
+        ));
+    }
     let sql = format!(
-        "COPY (SELECT object_id, modified, seq, deleted{facts} FROM board_facts \
-         WHERE integration_id = {integration} AND object_type = {} AND modified <= {as_of}) \
+        "COPY (SELECT object_id, modified, seq, line, deleted{facts} FROM board_facts \
+         WHERE integration_id = {integration} AND object_type = {}{filter}) \
          TO STDOUT",
         object_type.code()
     );
@@ -206,7 +303,7 @@ pub(super) async fn board_records(
         };
         for line in data[..complete].split(|&b| b == b'\n') {
             if !line.is_empty() {
-                copy_row(&mut collector, line, &mut scratch)?;
+                copy_row(each, line, &mut scratch)?;
             }
         }
         let rest = data[complete..].to_vec();
@@ -215,11 +312,15 @@ pub(super) async fn board_records(
     if !partial.is_empty() {
         return Err(StoreError::Corrupt("a COPY row without its newline".into()));
     }
-    Ok(collector.finish())
+    Ok(())
 }
 
-/// One COPY text-format row of the query above into `collector`.
-fn copy_row(collector: &mut Collector, line: &[u8], scratch: &mut String) -> Result<()> {
+/// One COPY text-format row of the query above, handed to `each`.
+fn copy_row(
+    each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
+    line: &[u8],
+    scratch: &mut String,
+) -> Result<()> {
     let corrupt = || {
         StoreError::Corrupt(format!(
             "board_facts row: {:.80}",
@@ -228,14 +329,14 @@ fn copy_row(collector: &mut Collector, line: &[u8], scratch: &mut String) -> Res
     };
     let line = std::str::from_utf8(line).map_err(|_| corrupt())?;
     let mut fields = line.split('\t');
-    let mut raws = [""; 11];
+    let mut raws = [""; 12];
     for raw in &mut raws {
         *raw = fields.next().ok_or_else(corrupt)?;
     }
     if fields.next().is_some() {
         return Err(corrupt());
     }
-    let [object_id, modified, seq, deleted, facts @ ..] = raws;
+    let [object_id, modified, seq, row_line, deleted, facts @ ..] = raws;
     let number = |s: &str| s.parse::<i64>().map_err(|_| corrupt());
     let deleted = match deleted {
         "t" => true,
@@ -270,13 +371,14 @@ fn copy_row(collector: &mut Collector, line: &[u8], scratch: &mut String) -> Res
     let object_id = values[0].ok_or_else(corrupt)?;
     let mut row_facts: BoardFacts<'_> = [None; 7];
     row_facts.copy_from_slice(&values[1..]);
-    collector.push(
+    each(FactRow {
         object_id,
-        number(modified)?,
-        number(seq)?,
+        modified: number(modified)?,
+        seq: number(seq)?,
+        line: number(row_line)?,
         deleted,
-        row_facts,
-    )
+        facts: row_facts,
+    })
 }
 
 /// COPY text format's escapes undone, appended to `out`; `None` for one it never writes.
@@ -305,8 +407,11 @@ fn unescape(field: &str, out: &mut String) -> Option<()> {
 pub(super) async fn purge(tx: &mut PgConnection, integration: IntegrationId) -> Result<()> {
     sqlx::query("DELETE FROM board_facts WHERE integration_id = $1")
         .bind(integration)
-        .execute(tx)
+        .execute(&mut *tx)
         .await?;
+    for object_type in ObjectType::ALL.into_iter().filter(|t| on_board(*t)) {
+        raise_epoch(tx, integration, object_type).await?;
+    }
     Ok(())
 }
 
@@ -318,10 +423,12 @@ pub(super) async fn drop_facts(
     object_type: ObjectType,
     dropped: &[String],
 ) -> Result<()> {
+    let mut changed = false;
     for fact in dropped
         .iter()
         .filter_map(|key| BoardFact::of_key(object_type, key))
     {
+        changed = true;
         sqlx::query(&format!(
             "UPDATE board_facts SET {} = NULL WHERE integration_id = $1 AND object_type = $2",
             fact.column()
@@ -331,5 +438,26 @@ pub(super) async fn drop_facts(
         .execute(&mut *tx)
         .await?;
     }
+    if changed {
+        raise_epoch(tx, integration, object_type).await?;
+    }
+    Ok(())
+}
+
+/// Marks the rows of the type as changed in place, for [`crate::board::BoardCache`].
+async fn raise_epoch(
+    tx: &mut PgConnection,
+    integration: IntegrationId,
+    object_type: ObjectType,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO board_epochs (integration_id, object_type, epoch) VALUES ($1, $2, 1) \
+         ON CONFLICT (integration_id, object_type) \
+         DO UPDATE SET epoch = board_epochs.epoch + 1",
+    )
+    .bind(integration)
+    .bind(object_type.code())
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

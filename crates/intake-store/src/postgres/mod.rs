@@ -39,6 +39,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Started on first use by a worker (admin commands never need it).
     work_signal: OnceCell<notify::WorkSignal>,
+    /// The deal board's latest facts per integration (see `board.rs`).
+    board_cache: crate::board::BoardCache,
 }
 
 crate::delegate::impl_store!(PgStore, "postgres");
@@ -81,6 +83,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             work_signal: OnceCell::new(),
+            board_cache: Default::default(),
         };
         lookups::backfill(&store).await?;
         Ok(store)

@@ -7,15 +7,12 @@
 //! board reads one range in key order. Each record's latest version is chosen in memory
 //! ([`crate::board::Collector`]).
 
-use intake_model::{board_facts, on_board, BoardFact, ObjectType, ValidRecord};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use intake_model::{on_board, BoardFact, ObjectType};
+use sqlx::SqliteConnection;
 
 use super::SqliteStore;
-use crate::board::{BoardRecords, Collector};
-use crate::{ClaimedWork, IntegrationId, Result, StoreError, WorkKind};
-
-/// Rows per multi-row INSERT: 14 parameters each, under SQLite's 32,766.
-const ROWS_PER_INSERT: usize = 2_000;
+use crate::board::{BoardRecords, Collector, FactRow, Projection, UploadMark, SETTLED_AFTER_MS};
+use crate::{now_unix_ms, ClaimedWork, IntegrationId, RequestSeq, Result, StoreError, WorkKind};
 
 /// Rows one purge step deletes.
 const PURGE_STEP_ROWS: i64 = 20_000;
@@ -23,12 +20,18 @@ const PURGE_STEP_ROWS: i64 = 20_000;
 const COLUMNS: &str = "integration_id, object_type, seq, line, object_id, modified, deleted, \
      label, status, stage, account_id, owner_id, close_date, amount";
 
-/// Writes the projection of the batch's new versions, in the batch's transaction. Only the
-/// lines the batch stores come here, so a replayed batch adds nothing twice.
+/// Writes the projection of the batch's new versions (ids from `first_id` on, just
+/// inserted), in the batch's transaction: derived from the stored bodies in SQL, as
+/// migration 0004 derives it (`body -> '$.key'` gives the value's JSON text as the body
+/// holds it, the texts [`intake_model::board_facts`] gives; the store tests check that
+/// the two agree). One statement per batch, SQLite's JSON parser on each body once (its
+/// parse cache serves the seven look-ups): a multi-row INSERT of 14 binds a row through
+/// sqlx, and a second parse of each body in Rust, cost more than the versions' insert.
+/// Only the lines the batch stores come here, so a replayed batch adds nothing twice.
 pub(super) async fn insert_facts(
     tx: &mut SqliteConnection,
     work: &ClaimedWork,
-    records: &[&(u64, ValidRecord)],
+    first_id: i64,
 ) -> Result<()> {
     let WorkKind::Upload { object_type, .. } = &work.kind else {
         return Ok(());
@@ -37,44 +40,28 @@ pub(super) async fn insert_facts(
     if !on_board(object_type) {
         return Ok(());
     }
-    for chunk in records.chunks(ROWS_PER_INSERT) {
-        let facts = chunk
-            .iter()
-            .map(|(_, record)| {
-                board_facts(object_type, &record.body).map_err(|err| {
-                    StoreError::Corrupt(format!("body of {}: {err}", record.object_id))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // OR ROLLBACK, as the versions' insert (see queue.rs).
-        let mut insert = QueryBuilder::<Sqlite>::new(format!(
-            "INSERT OR ROLLBACK INTO board_facts ({COLUMNS}) "
-        ));
-        insert.push_values(
-            chunk.iter().zip(&facts),
-            |mut row, ((line, record), facts)| {
-                row.push_bind(work.integration_id)
-                    .push_bind(object_type.code())
-                    .push_bind(work.seq)
-                    .push_bind(*line as i64)
-                    .push_bind(&record.object_id)
-                    .push_bind(record.modified.unwrap_or(work.accepted_at))
-                    .push_bind(record.deleted);
-                for fact in facts {
-                    row.push_bind(*fact);
-                }
-            },
-        );
-        insert.build().persistent(true).execute(&mut *tx).await?;
-    }
+    let facts: String = BoardFact::ALL
+        .iter()
+        .map(|f| match f.key(object_type) {
+            // Keys are plain identifiers: nothing to quote in the path.
+            Some(key) => format!(", nullif(body -> '$.{key}', 'null')"),
+            None => ", NULL".to_owned(),
+        })
+        .collect();
+    // OR ROLLBACK, as the versions' insert (see queue.rs).
+    sqlx::query(&format!(
+        "INSERT OR ROLLBACK INTO board_facts ({COLUMNS}) \
+         SELECT integration_id, object_type, seq, line, object_id, modified, deleted{facts} \
+         FROM record_versions WHERE id >= ? ORDER BY id"
+    ))
+    .bind(first_id)
+    .persistent(true)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
-/// Reads one type's projection up to `as_of`, [`chunk_rows`] rows per query as one text
-/// (fields separated by U+001F, rows by U+001E; no objectId holds them, and the facts are
-/// JSON texts, where control characters are always escaped): sqlx's cost per row is
-/// several times SQLite's own for rows this narrow. An absent fact is an empty field (no
-/// JSON text is empty).
+/// One type's records up to `as_of`: as they stand now from the cache, else read whole.
 pub(super) async fn board_records(
     store: &SqliteStore,
     integration: IntegrationId,
@@ -85,6 +72,100 @@ pub(super) async fn board_records(
     if !on_board(object_type) {
         return Ok(collector.finish());
     }
+    if as_of == i64::MAX {
+        return store
+            .board_cache
+            .current(store, integration, object_type)
+            .await;
+    }
+    read_rows(
+        store,
+        integration,
+        object_type,
+        as_of,
+        (i64::MIN, i64::MIN),
+        (i64::MAX, i64::MAX),
+        &mut |row| collector.push(row.object_id, row.modified, row.seq, row.deleted, row.facts),
+    )
+    .await?;
+    Ok(collector.finish())
+}
+
+impl Projection for SqliteStore {
+    async fn epoch(&self, integration: IntegrationId, object_type: ObjectType) -> Result<i64> {
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "SELECT epoch FROM board_epochs WHERE integration_id = ? AND object_type = ?",
+        )
+        .bind(integration)
+        .bind(object_type.code())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(epoch.unwrap_or(0))
+    }
+
+    async fn uploads(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        from: RequestSeq,
+    ) -> Result<Vec<UploadMark>> {
+        let rows: Vec<(i64, i64, bool)> = sqlx::query_as(
+            "SELECT seq, checkpoint_line, \
+                 status IN ('DONE', 'FAILED', 'CANCELLED') AND coalesce(finished_at_ms, 0) < ? \
+             FROM requests WHERE seq >= ? AND integration_id = ? AND kind = 'UPLOAD' \
+             AND object_type = ? ORDER BY seq",
+        )
+        .bind(now_unix_ms() - SETTLED_AFTER_MS)
+        .bind(from)
+        .bind(integration)
+        .bind(object_type.code())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, checkpoint, settled)| UploadMark {
+                seq,
+                checkpoint,
+                settled,
+            })
+            .collect())
+    }
+
+    async fn rows(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        after: (RequestSeq, i64),
+        through: (RequestSeq, i64),
+        each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
+    ) -> Result<()> {
+        read_rows(
+            self,
+            integration,
+            object_type,
+            i64::MAX,
+            after,
+            through,
+            each,
+        )
+        .await
+    }
+}
+
+/// Reads one type's projection up to `as_of`, of the rows with (seq, line) in `(after,
+/// through]`, [`chunk_rows`] rows per query as one text (fields separated by U+001F, rows
+/// by U+001E; no objectId holds them, and the facts are JSON texts, where control
+/// characters are always escaped): sqlx's cost per row is several times SQLite's own for
+/// rows this narrow. An absent fact is an empty field (no JSON text is empty).
+async fn read_rows(
+    store: &SqliteStore,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    as_of: i64,
+    after: (RequestSeq, i64),
+    through: (RequestSeq, i64),
+    each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
+) -> Result<()> {
     let facts = BoardFact::ALL
         .iter()
         .map(|f| format!(" || char(31) || ifnull({}, '')", f.column()))
@@ -94,11 +175,11 @@ pub(super) async fn board_records(
          || char(31) || line || char(31) || deleted{facts}, char(30)) FROM ( \
              SELECT * FROM board_facts \
              WHERE integration_id = ?1 AND object_type = ?2 AND (seq, line) > (?3, ?4) \
-             AND modified <= ?5 ORDER BY seq, line LIMIT ?6)"
+             AND (seq, line) <= (?7, ?8) AND modified <= ?5 ORDER BY seq, line LIMIT ?6)"
     );
     let chunk = chunk_rows(store);
     let mut conn = store.pool.acquire().await?;
-    let (mut after_seq, mut after_line) = (i64::MIN, i64::MIN);
+    let (mut after_seq, mut after_line) = after;
     loop {
         let (count, text): (i64, Option<String>) = sqlx::query_as(&sql)
             .bind(integration)
@@ -107,6 +188,8 @@ pub(super) async fn board_records(
             .bind(after_line)
             .bind(as_of)
             .bind(chunk)
+            .bind(through.0)
+            .bind(through.1)
             .fetch_one(&mut *conn)
             .await?;
         let Some(text) = text else { break };
@@ -125,13 +208,20 @@ pub(super) async fn board_records(
                 return Err(corrupt());
             }
             (after_seq, after_line) = (after_seq, after_line).max((seq, line));
-            collector.push(object_id, modified, seq, deleted != 0, facts)?;
+            each(FactRow {
+                object_id,
+                modified,
+                seq,
+                line,
+                deleted: deleted != 0,
+                facts,
+            })?;
         }
         if count < chunk {
             break;
         }
     }
-    Ok(collector.finish())
+    Ok(())
 }
 
 /// Rows per query of [`board_records`]: ten times `for_each_current`'s (whose rows carry
@@ -157,8 +247,30 @@ pub(super) async fn purge_step(store: &SqliteStore, integration: IntegrationId) 
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    if removed == 0 {
+        // The last step: a cache of the integration's board reads it again.
+        for object_type in ObjectType::ALL.into_iter().filter(|t| on_board(*t)) {
+            raise_epoch(&mut tx, integration, object_type).await?;
+        }
+    }
     tx.commit().await?;
     Ok(removed as i64)
+}
+
+/// Marks the rows of the type as changed in place, for [`crate::board::BoardCache`].
+async fn raise_epoch(
+    tx: &mut SqliteConnection,
+    integration: IntegrationId,
+    object_type: ObjectType,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO board_epochs (integration_id, object_type, epoch) VALUES (?, ?, 1)          ON CONFLICT (integration_id, object_type) DO UPDATE SET epoch = epoch + 1",
+    )
+    .bind(integration)
+    .bind(object_type.code())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// After the values of `dropped` keys were removed from every stored body of the type (a
@@ -169,10 +281,12 @@ pub(super) async fn drop_facts(
     object_type: ObjectType,
     dropped: &[String],
 ) -> Result<()> {
+    let mut changed = false;
     for fact in dropped
         .iter()
         .filter_map(|key| BoardFact::of_key(object_type, key))
     {
+        changed = true;
         sqlx::query(&format!(
             "UPDATE board_facts SET {} = NULL WHERE integration_id = ? AND object_type = ?",
             fact.column()
@@ -181,6 +295,9 @@ pub(super) async fn drop_facts(
         .bind(object_type.code())
         .execute(&mut *tx)
         .await?;
+    }
+    if changed {
+        raise_epoch(tx, integration, object_type).await?;
     }
     Ok(())
 }

@@ -43,6 +43,8 @@ pub struct SqliteStore {
     page_limit: std::sync::atomic::AtomicU64,
     /// Rows per chunk of `for_each_current` (see `history::CHUNK`).
     current_chunk: std::sync::atomic::AtomicI64,
+    /// The deal board's latest facts per integration (see `board.rs`).
+    board_cache: crate::board::BoardCache,
 }
 
 crate::delegate::impl_store!(SqliteStore, "sqlite");
@@ -84,6 +86,7 @@ impl SqliteStore {
             #[cfg(feature = "testing")]
             page_limit: std::sync::atomic::AtomicU64::new(0),
             current_chunk: std::sync::atomic::AtomicI64::new(history::CHUNK),
+            board_cache: Default::default(),
         };
         lookups::backfill(&store).await?;
         Ok(store)

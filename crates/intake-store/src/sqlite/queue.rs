@@ -209,7 +209,7 @@ pub(super) async fn apply_batch(
         });
         insert.build().persistent(true).execute(&mut *tx).await?;
     }
-    super::board::insert_facts(&mut tx, work, &new_records).await?;
+    super::board::insert_facts(&mut tx, work, first_id).await?;
     sqlx::query(
         "INSERT OR ROLLBACK INTO recent_version_keys \
          (integration_id, object_type, object_id, modified, seq, version_id) \
