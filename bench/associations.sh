@@ -83,20 +83,6 @@ with open(f"{work}/batch.ldjson", "w") as out:
 PY
 
 source bench/server.sh
-# As start_server, over a data dir (and database) kept from an earlier run: its
-# credentials and integration.
-resume_server() { # name database-url
-  local dir="$WORK/$1"
-  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$dir" --database "$2" \
-    --rate-limit-per-second 0 --rate-limit-per-day 0 --intake-rate-limit-per-second 0 \
-    > "$dir/stdout" 2> "$dir/stderr" &
-  SERVER_PID=$!
-  for _ in $(seq 300); do grep -q '^listening on' "$dir/stdout" 2>/dev/null && break; sleep 0.1; done
-  URL=$(sed -n 's/^listening on //p' "$dir/stdout")
-  KEY=$(python3 -c "import json;print(json.load(open('$dir/initial-credentials.json'))['accessKey'])")
-  SECRET=$(python3 -c "import json;print(json.load(open('$dir/initial-credentials.json'))['accessKeySecret'])")
-  ID=$(curl -sf -u "$KEY:$SECRET" "$URL/v2/crm/integrations" | python3 -c "import json,sys;print(json.load(sys.stdin)['integrations'][0]['integrationId'])")
-}
 peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status"; }
 
 upload() { # file type crid rows -> RATE

@@ -479,7 +479,6 @@ pub async fn settle(
     work: &intake_store::ClaimedWork,
     spool_file: &str,
 ) {
-    let spool_path = dir.join(spool_file);
     let source = match state_store
         .error_source(work.company_id, &work.client_request_id)
         .await
@@ -492,7 +491,7 @@ pub async fn settle(
     };
     let mark = source.and_then(|s| s.sidecar);
     let Some(mark) = mark.filter(|m| holds_spool_file(dir, &m.name)) else {
-        let _ = tokio::fs::remove_file(&spool_path).await;
+        let _ = tokio::fs::remove_file(dir.join(spool_file)).await;
         return;
     };
     let (dir_owned, old) = (dir.to_owned(), mark.clone());
@@ -515,10 +514,7 @@ pub async fn settle(
             .replace_sidecar(work.seq, &mark.name, &new)
             .await
         {
-            Ok(true) => {
-                remove(dir, &mark.name);
-                let _ = tokio::fs::remove_file(&spool_path).await;
-            }
+            Ok(true) => remove_with_source(dir, &mark.name),
             Ok(false) => remove(dir, &new.name),
             Err(err) => {
                 tracing::warn!(seq = work.seq, "cannot settle the spool file: {err}");
@@ -555,7 +551,6 @@ pub async fn erase(
         let dir = state.spool.dir().to_owned();
         let quoted = quoted.clone();
         let old = mark.clone();
-        let had_spool = holds_spool_file(&dir, &mark.name);
         let rewritten = tokio::task::spawn_blocking(move || rewrite(&dir, &old, &quoted, false))
             .await
             .map_err(|e| crate::ApiError::internal(e.to_string()))?
@@ -564,11 +559,7 @@ pub async fn erase(
             continue;
         };
         if state.store.replace_sidecar(seq, &mark.name, &new).await? {
-            if had_spool {
-                remove_with_source(state.spool.dir(), &mark.name);
-            } else {
-                remove(state.spool.dir(), &mark.name);
-            }
+            remove_with_source(state.spool.dir(), &mark.name);
         } else {
             remove(state.spool.dir(), &new.name);
         }

@@ -230,7 +230,7 @@ pub(crate) struct FactRow<'a> {
 /// An upload of one type to an integration, as [`BoardCache`] follows it: the lines
 /// stored through (`checkpoint_line`, committed with those lines' rows), and whether it
 /// is settled (a final status reached a while ago: it stores nothing more).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, sqlx::FromRow)]
 pub(crate) struct UploadMark {
     pub seq: RequestSeq,
     pub checkpoint: i64,
@@ -240,6 +240,37 @@ pub(crate) struct UploadMark {
 /// How long after its final status an upload is followed still (see
 /// [`BoardCache::current`]).
 pub(crate) const SETTLED_AFTER_MS: i64 = 60_000;
+
+/// The columns of `board_facts`, in the order both backends write them.
+pub(crate) const FACT_COLUMNS: &str = "integration_id, object_type, seq, line, object_id, \
+     modified, deleted, label, status, stage, account_id, owner_id, close_date, amount";
+
+/// [`Projection::uploads`], whose SQL is the same in both dialects (see `same_sql`):
+/// expands to `board_uploads(store, integration, object_type, from)` reading `$read`.
+macro_rules! board_statements {
+    ($store:ty, read: $read:ident) => {
+        pub(super) async fn board_uploads(
+            store: &$store,
+            integration: $crate::IntegrationId,
+            object_type: intake_model::ObjectType,
+            from: $crate::RequestSeq,
+        ) -> $crate::Result<Vec<$crate::board::UploadMark>> {
+            let sql = "SELECT seq, checkpoint_line AS checkpoint, \
+                 status IN ('DONE', 'FAILED', 'CANCELLED') AND coalesce(finished_at_ms, 0) < $1 \
+                 AS settled \
+                 FROM requests WHERE seq >= $2 AND integration_id = $3 AND kind = 'UPLOAD' \
+                 AND object_type = $4 ORDER BY seq";
+            Ok(sqlx::query_as(sql)
+                .bind($crate::now_unix_ms() - $crate::board::SETTLED_AFTER_MS)
+                .bind(from)
+                .bind(integration)
+                .bind(object_type.code())
+                .fetch_all(&store.$read)
+                .await?)
+        }
+    };
+}
+pub(crate) use board_statements;
 
 /// What [`BoardCache`] reads of a backend.
 pub(crate) trait Projection: Sync {

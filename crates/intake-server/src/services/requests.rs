@@ -230,7 +230,8 @@ pub async fn every_error(
     // The errors file is opened here and read through its handle: a generation replaced
     // (settled or erased) meanwhile stays readable. One that went between reading its mark
     // and opening it: the mark is read again.
-    for attempt in 0.. {
+    let mut attempts = 0;
+    loop {
         let source = state
             .store
             .error_source(company, crid)
@@ -245,8 +246,9 @@ pub async fn every_error(
                         file: std::sync::Arc::new(file),
                         len: mark.errors_bytes,
                     },
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound && attempt < 3 => {
-                        continue
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
+                        attempts += 1;
+                        continue;
                     }
                     Err(_) => Rest::Stored(lines),
                 }
@@ -259,7 +261,6 @@ pub async fn every_error(
             rest,
         });
     }
-    unreachable!("the loop returns")
 }
 
 impl EveryError {

@@ -13,11 +13,10 @@ use intake_model::{board_facts, on_board, BoardFact, BoardFacts, ObjectType, Val
 use sqlx::PgConnection;
 
 use super::PgStore;
-use crate::board::{BoardRecords, Collector, FactRow, Projection, UploadMark, SETTLED_AFTER_MS};
-use crate::{now_unix_ms, ClaimedWork, IntegrationId, RequestSeq, Result, StoreError, WorkKind};
+use crate::board::{BoardRecords, Collector, FactRow, Projection, UploadMark, FACT_COLUMNS};
+use crate::{ClaimedWork, IntegrationId, RequestSeq, Result, StoreError, WorkKind};
 
-const COLUMNS: &str = "integration_id, object_type, seq, line, object_id, modified, deleted, \
-     label, status, stage, account_id, owner_id, close_date, amount";
+crate::board::board_statements!(PgStore, read: pool);
 
 /// Writes the projection of the batch's versions, in the batch's transaction: COPY, or,
 /// should a row of the batch be stored already (COPY then fails on the key), a multi-row
@@ -83,7 +82,7 @@ async fn copy_facts(
 ) -> std::result::Result<(), sqlx::Error> {
     use std::io::Write;
     let mut copy = tx
-        .copy_in_raw(&format!("COPY board_facts ({COLUMNS}) FROM STDIN"))
+        .copy_in_raw(&format!("COPY board_facts ({FACT_COLUMNS}) FROM STDIN"))
         .await?;
     let mut chunk = Vec::with_capacity(1 << 20);
     for ((line, record), facts) in records.iter().zip(facts) {
@@ -141,7 +140,7 @@ async fn insert_facts_skipping_stored(
     let deleted: Vec<bool> = records.iter().map(|(_, r)| r.deleted).collect();
     let column = |i: usize| facts.iter().map(|f| f[i]).collect::<Vec<Option<&str>>>();
     sqlx::query(&format!(
-        "INSERT INTO board_facts ({COLUMNS}) \
+        "INSERT INTO board_facts ({FACT_COLUMNS}) \
          SELECT $1, $2, $3, v.* FROM UNNEST($4::bigint[], $5::text[], $6::bigint[], \
              $7::boolean[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
              $13::text[], $14::text[]) AS v \
@@ -213,26 +212,7 @@ impl Projection for PgStore {
         object_type: ObjectType,
         from: RequestSeq,
     ) -> Result<Vec<UploadMark>> {
-        let rows: Vec<(i64, i64, bool)> = sqlx::query_as(
-            "SELECT seq, checkpoint_line::bigint, \
-                 status IN ('DONE', 'FAILED', 'CANCELLED') AND coalesce(finished_at_ms, 0) < $1 \
-             FROM requests WHERE seq >= $2 AND integration_id = $3 AND kind = 'UPLOAD' \
-             AND object_type = $4 ORDER BY seq",
-        )
-        .bind(now_unix_ms() - SETTLED_AFTER_MS)
-        .bind(from)
-        .bind(integration)
-        .bind(object_type.code())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(seq, checkpoint, settled)| UploadMark {
-                seq,
-                checkpoint,
-                settled,
-            })
-            .collect())
+        board_uploads(self, integration, object_type, from).await
     }
 
     async fn rows(

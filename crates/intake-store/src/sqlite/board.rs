@@ -11,14 +11,13 @@ use intake_model::{on_board, BoardFact, ObjectType};
 use sqlx::SqliteConnection;
 
 use super::SqliteStore;
-use crate::board::{BoardRecords, Collector, FactRow, Projection, UploadMark, SETTLED_AFTER_MS};
-use crate::{now_unix_ms, ClaimedWork, IntegrationId, RequestSeq, Result, StoreError, WorkKind};
+use crate::board::{BoardRecords, Collector, FactRow, Projection, UploadMark, FACT_COLUMNS};
+use crate::{ClaimedWork, IntegrationId, RequestSeq, Result, StoreError, WorkKind};
 
 /// Rows one purge step deletes.
 const PURGE_STEP_ROWS: i64 = 20_000;
 
-const COLUMNS: &str = "integration_id, object_type, seq, line, object_id, modified, deleted, \
-     label, status, stage, account_id, owner_id, close_date, amount";
+crate::board::board_statements!(SqliteStore, read: pool);
 
 /// Writes the projection of the batch's new versions (ids from `first_id` on, just
 /// inserted), in the batch's transaction: derived from the stored bodies in SQL, as
@@ -50,7 +49,7 @@ pub(super) async fn insert_facts(
         .collect();
     // OR ROLLBACK, as the versions' insert (see queue.rs).
     sqlx::query(&format!(
-        "INSERT OR ROLLBACK INTO board_facts ({COLUMNS}) \
+        "INSERT OR ROLLBACK INTO board_facts ({FACT_COLUMNS}) \
          SELECT integration_id, object_type, seq, line, object_id, modified, deleted{facts} \
          FROM record_versions WHERE id >= ? ORDER BY id"
     ))
@@ -109,26 +108,7 @@ impl Projection for SqliteStore {
         object_type: ObjectType,
         from: RequestSeq,
     ) -> Result<Vec<UploadMark>> {
-        let rows: Vec<(i64, i64, bool)> = sqlx::query_as(
-            "SELECT seq, checkpoint_line, \
-                 status IN ('DONE', 'FAILED', 'CANCELLED') AND coalesce(finished_at_ms, 0) < ? \
-             FROM requests WHERE seq >= ? AND integration_id = ? AND kind = 'UPLOAD' \
-             AND object_type = ? ORDER BY seq",
-        )
-        .bind(now_unix_ms() - SETTLED_AFTER_MS)
-        .bind(from)
-        .bind(integration)
-        .bind(object_type.code())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(seq, checkpoint, settled)| UploadMark {
-                seq,
-                checkpoint,
-                settled,
-            })
-            .collect())
+        board_uploads(self, integration, object_type, from).await
     }
 
     async fn rows(
