@@ -4,7 +4,7 @@
 # store; prints the processing time (startedAt to finishedAt of the request), the lines per
 # second, the server's CPU seconds and bytes written while it ran, and its peak resident
 # memory (VmHWM). Run it with two binaries to
-# compare: BIN=/path/to/intake bash bench/all_bad.sh
+# compare: BIN=/path/to/intake bash bench/all_bad.sh; PERF_OUT=FILE also records a profile.
 set -euo pipefail
 BIN=${BIN:-target/release/intake}
 WORK=${BENCH_DIR:-$(mktemp -d)}
@@ -19,6 +19,12 @@ start_server allbad "sqlite://$WORK/allbad/intake.db"
 cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' /proc/$SERVER_PID/stat; }
 written() { awk '/^write_bytes/ {print $2}' /proc/$SERVER_PID/io; }
 CPU0=$(cpu); W0=$(written)
+# PERF_OUT=FILE records a profile of the server while the file is uploaded and processed.
+PERF_PID=
+if [ -n "${PERF_OUT:-}" ]; then
+  perf record -q -g -p "$SERVER_PID" -o "$PERF_OUT" 2>/dev/null & PERF_PID=$!
+  sleep 0.5
+fi
 curl -sf -u "$KEY:$SECRET" -F "dataFile=@$FILE" \
   "$URL/v2/crm/entities?integrationId=$ID&objectType=CONTACT&clientRequestId=allbad" > /dev/null
 while :; do
@@ -28,6 +34,7 @@ while :; do
 done
 R=$(curl -sf -u "$KEY:$SECRET" "$URL/intake/v1/requests/allbad")
 CPU1=$(cpu); W1=$(written)
+if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; fi
 HWM=$(awk '/VmHWM/ {print $2}' /proc/$SERVER_PID/status)
 python3 - "$R" "$HWM" "$(stat -c %s "$FILE")" "$CPU0" "$CPU1" "$W0" "$W1" <<'PY'
 import json, sys, datetime

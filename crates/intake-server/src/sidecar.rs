@@ -170,6 +170,15 @@ impl SidecarWriter {
     }
 
     fn push_error(&mut self, error: &LineError) -> io::Result<()> {
+        self.push_error_text(&ErrorText {
+            line: error.line,
+            object_id: error.object_id.as_deref(),
+            field: error.field.as_deref(),
+            description: &error.description,
+        })
+    }
+
+    fn push_error_text(&mut self, error: &ErrorText<'_>) -> io::Result<()> {
         self.scratch.clear();
         serde_json::to_writer(&mut self.scratch, error).map_err(io::Error::other)?;
         self.scratch.push(b'\n');
@@ -236,18 +245,126 @@ pub struct SidecarThread {
     sender: Option<std::sync::mpsc::SyncSender<Message>>,
     thread: Option<std::thread::JoinHandle<()>>,
     copies: bool,
-    /// Handed over [`PUSHED_AT_ONCE`] at a time: one wake-up of the thread per error would
-    /// cost more than writing it.
-    pending: Vec<Pushed>,
+    /// The errors not handed over yet, packed (see [`Packed`]), [`PUSHED_AT_ONCE`] at a
+    /// time: one wake-up of the thread per error would cost more than writing it.
+    pending: Packed,
+    /// Buffers the thread is done with, handed back to be filled again.
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
 }
-
-/// An error and where its line is in the spool file (its bytes when they are copied).
-type Pushed = (LineError, u64, u32, Option<Vec<u8>>);
 
 const PUSHED_AT_ONCE: usize = 1024;
 
+/// Errors packed into one buffer, each as its line number and the place of its line in the
+/// spool file (u64, u64, u32 little-endian; a length of 0 for a line not held), its
+/// objectId (u32 length, `u32::MAX` for none, then the bytes), its description (u32
+/// length, bytes) and, when the generation copies its lines, the line's bytes. The
+/// validation thread allocates nothing per error for the hand-over, and the errors'
+/// thread frees nothing the validation thread allocated: with the system allocator, a
+/// stream of small blocks freed on another thread than the one that made them costs more
+/// than the copy.
+#[derive(Default)]
+struct Packed {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl Packed {
+    fn push(
+        &mut self,
+        line_number: u64,
+        object_id: Option<&str>,
+        description: &str,
+        (offset, len): (u64, u32),
+        copied: Option<&[u8]>,
+    ) {
+        let b = &mut self.bytes;
+        b.extend_from_slice(&line_number.to_le_bytes());
+        b.extend_from_slice(&offset.to_le_bytes());
+        b.extend_from_slice(&len.to_le_bytes());
+        match object_id {
+            Some(id) => {
+                b.extend_from_slice(&(id.len() as u32).to_le_bytes());
+                b.extend_from_slice(id.as_bytes());
+            }
+            None => b.extend_from_slice(&u32::MAX.to_le_bytes()),
+        }
+        b.extend_from_slice(&(description.len() as u32).to_le_bytes());
+        b.extend_from_slice(description.as_bytes());
+        if let Some(line) = copied {
+            b.extend_from_slice(line);
+        }
+        self.count += 1;
+    }
+
+    /// Calls `each` with every error packed in `bytes` (see [`Packed`]).
+    fn each(
+        bytes: &[u8],
+        copies: bool,
+        mut each: impl FnMut(Unpacked<'_>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        fn take<'a>(rest: &mut &'a [u8], n: usize) -> &'a [u8] {
+            let (piece, after) = rest.split_at(n);
+            *rest = after;
+            piece
+        }
+        fn u32_of(rest: &mut &[u8]) -> u32 {
+            u32::from_le_bytes(take(rest, 4).try_into().expect("4 bytes"))
+        }
+        fn u64_of(rest: &mut &[u8]) -> u64 {
+            u64::from_le_bytes(take(rest, 8).try_into().expect("8 bytes"))
+        }
+        fn text<'a>(rest: &mut &'a [u8], n: u32) -> io::Result<&'a str> {
+            std::str::from_utf8(take(rest, n as usize)).map_err(io::Error::other)
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let line = u64_of(&mut rest);
+            let offset = u64_of(&mut rest);
+            let len = u32_of(&mut rest);
+            let object_id = match u32_of(&mut rest) {
+                u32::MAX => None,
+                n => Some(text(&mut rest, n)?),
+            };
+            let n = u32_of(&mut rest);
+            let description = text(&mut rest, n)?;
+            let copied = (copies && len > 0).then(|| take(&mut rest, len as usize));
+            each(Unpacked {
+                line,
+                object_id,
+                description,
+                offset,
+                len,
+                copied,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// One error of a [`Packed`] buffer.
+struct Unpacked<'a> {
+    line: u64,
+    object_id: Option<&'a str>,
+    description: &'a str,
+    offset: u64,
+    len: u32,
+    copied: Option<&'a [u8]>,
+}
+
+/// An error as it is written to `NAME.errors`: [`LineError`]'s serialized shape, borrowed.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorText<'a> {
+    line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    description: &'a str,
+}
+
 enum Message {
-    Push(Vec<Pushed>),
+    Push(Vec<u8>),
     Sync(tokio::sync::oneshot::Sender<io::Result<SidecarMark>>),
 }
 
@@ -258,6 +375,7 @@ impl SidecarThread {
     pub fn spawn(mut writer: SidecarWriter) -> io::Result<SidecarThread> {
         let copies = writer.copied.is_some();
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Message>(32);
+        let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
         let thread = std::thread::Builder::new()
             .name("intake-sidecar".into())
             .spawn(move || {
@@ -265,23 +383,25 @@ impl SidecarThread {
                 let mut failure: Option<io::Error> = None;
                 for message in receiver {
                     match message {
-                        Message::Push(pushed) => {
-                            for (mut error, offset, len, line) in pushed {
-                                if failure.is_some() {
-                                    break;
-                                }
-                                if error.field.is_none() {
-                                    error.field = intake_model::field_of(&error.description)
-                                        .map(str::to_owned);
-                                }
-                                let done =
-                                    writer.push_error(&error).and_then(|()| match (&line, len) {
+                        Message::Push(mut bytes) => {
+                            if failure.is_none() {
+                                failure = Packed::each(&bytes, copies, |e| {
+                                    writer.push_error_text(&ErrorText {
+                                        line: e.line,
+                                        object_id: e.object_id,
+                                        field: intake_model::field_of(e.description),
+                                        description: e.description,
+                                    })?;
+                                    match (e.copied, e.len) {
                                         (_, 0) => Ok(()),
-                                        (Some(line), _) => writer.push_line(line, offset),
-                                        (None, len) => writer.push_entry(offset, len),
-                                    });
-                                failure = done.err();
+                                        (Some(line), _) => writer.push_line(line, e.offset),
+                                        (None, len) => writer.push_entry(e.offset, len),
+                                    }
+                                })
+                                .err();
                             }
+                            bytes.clear();
+                            let _ = give_back.send(bytes);
                         }
                         Message::Sync(answer) => {
                             let _ = answer.send(match failure.take() {
@@ -296,7 +416,8 @@ impl SidecarThread {
             sender: Some(sender),
             thread: Some(thread),
             copies,
-            pending: Vec::with_capacity(PUSHED_AT_ONCE),
+            pending: Packed::default(),
+            spare,
         })
     }
 
@@ -304,27 +425,38 @@ impl SidecarThread {
         io::Error::other("the errors writer stopped")
     }
 
-    /// Hands over one error and, unless `line` is empty (a line too long to be held), where
-    /// its line is: `offset` in the spool file.
-    pub fn push(&mut self, error: LineError, line: &[u8], offset: u64) -> io::Result<()> {
+    /// Hands over the error of line `line_number` and, unless `line` is empty (a line too
+    /// long to be held), where its line is: `offset` in the spool file. The field at fault
+    /// is found on the errors' thread.
+    pub fn push(
+        &mut self,
+        line_number: u64,
+        object_id: Option<&str>,
+        description: &str,
+        line: &[u8],
+        offset: u64,
+    ) -> io::Result<()> {
         let len = u32::try_from(line.len()).map_err(io::Error::other)?;
-        let copy = (self.copies && len > 0).then(|| line.to_vec());
-        self.pending.push((error, offset, len, copy));
-        if self.pending.len() >= PUSHED_AT_ONCE {
+        let copied = (self.copies && len > 0).then_some(line);
+        self.pending
+            .push(line_number, object_id, description, (offset, len), copied);
+        if self.pending.count >= PUSHED_AT_ONCE {
             self.hand_over()?;
         }
         Ok(())
     }
 
     fn hand_over(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.count == 0 {
             return Ok(());
         }
-        let pushed = std::mem::replace(&mut self.pending, Vec::with_capacity(PUSHED_AT_ONCE));
+        let next = self.spare.try_recv().unwrap_or_default();
+        let bytes = std::mem::replace(&mut self.pending.bytes, next);
+        self.pending.count = 0;
         self.sender
             .as_ref()
             .ok_or_else(Self::gone)?
-            .send(Message::Push(pushed))
+            .send(Message::Push(bytes))
             .map_err(|_| Self::gone())
     }
 

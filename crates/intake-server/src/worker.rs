@@ -665,14 +665,6 @@ fn validate_into_batches(
                 batch.records.push((outcome.line, record));
             }
             Err(description) => {
-                // The field at fault is found by the errors' thread (see SidecarThread),
-                // here only for the errors the database lists.
-                let error = LineError {
-                    line: outcome.line,
-                    object_id: outcome.object_id,
-                    field: None,
-                    description,
-                };
                 error_count += 1;
                 batch_errors += 1;
                 if sidecar.is_none() {
@@ -692,23 +684,27 @@ fn validate_into_batches(
                         }
                     }
                 }
-                let listed_here = (listed < Report::LISTED_ERRORS).then(|| LineError {
-                    field: intake_model::field_of(&error.description).map(str::to_owned),
-                    ..error.clone()
-                });
                 if let Some(writer) = &mut sidecar {
-                    if let Err(err) =
-                        writer.push(error, validator.last_line(), validator.last_line_offset())
-                    {
+                    if let Err(err) = writer.push(
+                        outcome.line,
+                        outcome.object_id.as_deref(),
+                        &description,
+                        validator.last_line(),
+                        validator.last_line_offset(),
+                    ) {
                         steps.send(Step::Unreadable(format!(
                             "The errors of the request could not be kept: {err}"
                         )));
                         return;
                     }
                 }
-                if let Some(error) = listed_here {
+                // The field at fault is found by the errors' thread (see SidecarThread),
+                // here only for the errors the database lists.
+                if listed < Report::LISTED_ERRORS {
                     listed += 1;
-                    batch.errors.push(error);
+                    batch.errors.push(
+                        LineError::new(outcome.line, description).with_object_id(outcome.object_id),
+                    );
                 }
             }
         }
