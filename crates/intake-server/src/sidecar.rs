@@ -46,8 +46,18 @@ fn failed_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.failed"))
 }
 
+/// The generation a sidecar file is of, from its name (`NAME.errors`, `NAME.index` or
+/// `NAME.failed`, where `NAME` ends in a generation's 8 hex digits).
+pub fn generation_of(file: &str) -> Option<&str> {
+    let name = [".errors", ".index", ".failed"]
+        .iter()
+        .find_map(|suffix| file.strip_suffix(suffix))?;
+    let (_, generation) = name.rsplit_once('.')?;
+    (generation.len() == 8 && generation.bytes().all(|b| b.is_ascii_hexdigit())).then_some(name)
+}
+
 /// The spool file a generation belongs to.
-fn spool_file_of(name: &str) -> &str {
+pub fn spool_file_of(name: &str) -> &str {
     name.rsplit_once('.').map_or(name, |(s, _)| s)
 }
 

@@ -97,14 +97,22 @@ impl Spool {
     /// Removes the complete files older than [`ORPHANED_AFTER`] whose request does not
     /// exist (a crash between the file's rename and the request's insert) or is finished
     /// (a crash between its end and the file's removal, or a cancel) and does not read its
-    /// failed lines from it (see [`crate::sidecar`]). Files named without their request
-    /// (by an earlier version) are left alone. Returns how many were removed.
+    /// failed lines from it (see [`crate::sidecar`]); and the files, as old, of an errors
+    /// generation that its request does not point at (a worker that died before its first
+    /// batch committed them; a request resumed later copied the committed part into a
+    /// generation of its own). Files named without their request (by an earlier version)
+    /// are left alone. Returns how many were removed.
     pub async fn remove_orphans(&self, store: &dyn Store) -> std::io::Result<usize> {
         let mut removed = 0;
         let mut entries = tokio::fs::read_dir(&self.dir).await?;
         while let Some(entry) = entries.next_entry().await? {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((company, client_request_id)) = spool_owner(&name) else {
+            let generation = crate::sidecar::generation_of(&name);
+            let owner = match generation {
+                Some(generation) => spool_owner(crate::sidecar::spool_file_of(generation)),
+                None => spool_owner(&name),
+            };
+            let Some((company, client_request_id)) = owner else {
                 continue;
             };
             let old = entry
@@ -117,17 +125,23 @@ impl Spool {
             if !old {
                 continue;
             }
-            let orphan = match store.error_source(company, client_request_id).await {
-                Ok(None) => true,
+            let source = store.error_source(company, client_request_id).await;
+            let orphan = match (generation, source) {
+                // The files of an errors generation its request does not point at: left by
+                // a worker that stopped before its first batch committed them.
+                (Some(generation), Ok(source)) => {
+                    source.is_none_or(|s| s.sidecar.is_none_or(|m| m.name != generation))
+                }
+                (_, Ok(None)) => true,
                 // A finished request keeps its file while its failed lines are read from it.
-                Ok(Some(source)) => {
+                (None, Ok(Some(source))) => {
                     source.status.is_final()
                         && !source.sidecar.is_some_and(|mark| {
                             mark.name.starts_with(&format!("{name}."))
                                 && crate::sidecar::holds_spool_file(&self.dir, &mark.name)
                         })
                 }
-                Err(err) => {
+                (_, Err(err)) => {
                     tracing::warn!(file = %name, "cannot look up the request of a spool file: {err}");
                     false
                 }

@@ -756,7 +756,24 @@ async fn orphaned_spool_files_are_removed() {
     let id = server.register().await;
     assert_eq!(server.upload(id, "CONTACT", "done", LINE).await.status, 201);
     server.wait_done(id, "done").await;
+    // A request whose errors generation is pointed at: its files stay, however old.
+    assert_eq!(
+        server.upload(id, "CONTACT", "bad", "{}\n").await.status,
+        201
+    );
+    server.wait_done(id, "bad").await;
     assert!(server.terminate().success());
+    let sidecar_files = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("spool"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".errors") || n.ends_with(".index") || n.ends_with(".failed"))
+            .collect();
+        names.sort();
+        names
+    };
+    let kept_sidecar = sidecar_files(site.path());
+    assert!(!kept_sidecar.is_empty());
     let out = site.intake(&["admin", "company", "list", "--json"]);
     let companies: Value = serde_json::from_slice(&out.stdout).unwrap();
     let company = companies[0]["id"].as_i64().unwrap();
@@ -769,10 +786,26 @@ async fn orphaned_spool_files_are_removed() {
     for file in [&never, &finished, &young, &earlier_version] {
         std::fs::write(spool.join(file), LINE).unwrap();
     }
-    for file in [&never, &finished, &earlier_version] {
+    // The generations of a worker that died before committing them: removed when old.
+    let dead_generation = [
+        format!("{finished}.0badcafe.errors"),
+        format!("{finished}.0badcafe.index"),
+        format!("{never}.12345678.errors"),
+    ];
+    let young_generation = format!("{young}.87654321.errors");
+    for file in dead_generation.iter().chain([&young_generation]) {
+        std::fs::write(spool.join(file), "{}\n").unwrap();
+    }
+    let spool_path = spool.clone();
+    let old_files = [&never, &finished, &earlier_version]
+        .into_iter()
+        .cloned()
+        .chain(dead_generation.iter().cloned())
+        .chain(kept_sidecar.iter().cloned());
+    for file in old_files {
         let touched = std::process::Command::new("touch")
             .args(["-d", "2 hours ago"])
-            .arg(spool.join(file))
+            .arg(spool_path.join(file))
             .status()
             .unwrap();
         assert!(touched.success());
@@ -788,12 +821,16 @@ async fn orphaned_spool_files_are_removed() {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        if left == expected {
+        let mut sidecars_expected = kept_sidecar.clone();
+        sidecars_expected.push(young_generation.clone());
+        sidecars_expected.sort();
+        let sidecars_left = sidecar_files(site.path());
+        if left == expected && sidecars_left == sidecars_expected {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "left in the spool: {left:?}"
+            "left in the spool: {left:?}, {sidecars_left:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
