@@ -1128,7 +1128,7 @@ mod tests {
             );
         }
         assert!(
-            by_key > 20 && whole > 20,
+            by_key > 20 && whole >= 3,
             "{by_key} read by key, {whole} whole"
         );
     }
