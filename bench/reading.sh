@@ -15,6 +15,7 @@ USERS=${USERS:-5000}
 RUNS=${RUNS:-7}
 BASELINE_BIN=${BASELINE_BIN:-}
 PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
+PG_DB=${PG_DB:-intake_bench_reading}
 WORK=${BENCH_DIR:-$(mktemp -d /tmp/intake-reading.XXXXXX)}
 mkdir -p "$WORK"
 command -v psql >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq postgresql-client >/dev/null; }
@@ -89,8 +90,8 @@ once() {
 
 ROWS=()
 row() { ROWS+=("| $* |"); echo "| $* |" >&2; }
-row "backend | ingest DEAL records/s | same, BASELINE_BIN | records page of 100 (ms) | page 100 in the middle (ms) | versions of a deal (ms) | deal board OPEN, first call (ms) | deal board OPEN (ms) | deal board OPEN asOf (ms)"
-row "--- | --- | --- | --- | --- | --- | --- | --- | ---"
+row "backend | ingest DEAL records/s | same, BASELINE_BIN | records page of 100 (ms) | page 100 in the middle (ms) | versions of a deal (ms) | deal board OPEN, first call (ms) | deal board OPEN (ms) | deal board OPEN asOf, first call (ms) | deal board OPEN asOf (ms) | first call after a restart, at once (ms) | same, 15 s after (ms)"
+row "--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---"
 # ingest_rate BACKEND NAME -> DEAL records/s of $BIN into a fresh store (data dir
 # $WORK/NAME; on PostgreSQL a fresh database) holding the stages, users and accounts;
 # leaves that server running (the rate is written to $WORK/NAME.rate, as the function
@@ -100,8 +101,8 @@ ingest_rate() {
   if [ "$1" = sqlite ]; then
     url="sqlite://$WORK/$2/intake.db"
   else
-    psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS intake_bench_reading WITH (FORCE)" -c "CREATE DATABASE intake_bench_reading" > /dev/null
-    url="${PG_ADMIN%/*}/intake_bench_reading"
+    psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" -c "CREATE DATABASE $PG_DB" > /dev/null
+    url="${PG_ADMIN%/*}/$PG_DB"
   fi
   start_server "$2" "$url"
   upload_done "$WORK/stages.ldjson" STAGE stages
@@ -122,8 +123,9 @@ for backend in sqlite postgres; do
   fi
   ingest_rate $backend "r-$backend"
   rate=$(cat "$WORK/r-$backend.rate")
-  # Let an idle SQLite server merge its key tiers, as it would between uploads.
-  sleep 5
+  # Let an idle SQLite server merge its key tiers, as it would between uploads (and the
+  # server warm its board).
+  sleep ${SETTLE:-10}
   middle=$(sed -n "$((DEALS / 2))p" "$WORK/deals.ldjson" | python3 -c "import json,sys;print(json.load(sys.stdin)['objectId'])")
   cursor=$(python3 -c "
 import base64, json, sys
@@ -134,11 +136,22 @@ print(base64.urlsafe_b64encode(json.dumps(c, separators=(',', ':')).encode()).de
   versions=$(timed "/intake/v1/records/DEAL/$middle/versions")
   board_first=$(once "/intake/v1/deal-board?status=OPEN")
   board=$(timed "/intake/v1/deal-board?status=OPEN")
+  board_as_of_first=$(once "/intake/v1/deal-board?status=OPEN&asOf=2023-01-01T00:00:00Z")
   board_as_of=$(timed "/intake/v1/deal-board?status=OPEN&asOf=2023-01-01T00:00:00Z")
-  row "$backend | $rate | $before | $page | $page_middle | $versions | $board_first | $board | $board_as_of"
+  # What a client sees on its first call after a restart: at once (the server may still be
+  # reading), and once it had time to warm.
+  url=$([ $backend = sqlite ] && echo "sqlite://$WORK/r-$backend/intake.db" || echo "${PG_ADMIN%/*}/$PG_DB")
+  stop_server
+  resume_server "r-$backend" "$url"
+  restart_first=$(once "/intake/v1/deal-board?status=OPEN")
+  stop_server
+  resume_server "r-$backend" "$url"
+  sleep 15
+  restart_warm=$(once "/intake/v1/deal-board?status=OPEN")
+  row "$backend | $rate | $before | $page | $page_middle | $versions | $board_first | $board | $board_as_of_first | $board_as_of | $restart_first | $restart_warm"
   stop_server
 done
-psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS intake_bench_reading WITH (FORCE)" > /dev/null
+psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" > /dev/null
 
 echo
 echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -122,11 +122,18 @@ pub async fn serve(
         state.metrics.clone(),
         worker_stopped.clone(),
     ));
+    let warm = tokio::spawn(services::board::keep_warm(
+        state.clone(),
+        worker_stopped.clone(),
+    ));
     let worker = tokio::spawn(worker.run(worker_stopped));
     let app = router(state);
     let served = listener::serve(listener, app, limits, shutdown).await;
     let _ = stop_worker.send(true);
     let _ = worker.await;
     let _ = deliveries.await;
+    // Warming only reads: nothing to finish.
+    warm.abort();
+    let _ = warm.await;
     served
 }

@@ -32,6 +32,8 @@ const NONE: Span = Span {
 struct Row {
     object_id: Span,
     facts: [Span; 7],
+    /// Whether the spans are in [`BoardRecords::extra`] (else in `text`).
+    extra: bool,
 }
 
 /// One record as the board reads it.
@@ -43,11 +45,13 @@ pub struct BoardRecord<'a> {
 
 /// The records of one type that exist and are not deleted at some time, each with the
 /// facts of its latest version by then, in no particular order. Their texts live in one
-/// buffer: reading half a million of them makes no allocation per record. A clone shares
-/// both buffers (the cache hands out the same records to every call).
+/// buffer (two for a board as of an earlier time: the cache's, and the versions read to
+/// correct it): reading half a million of them makes no allocation per record. A clone
+/// shares the buffers (the cache hands out the same records to every call).
 #[derive(Clone, Debug, Default)]
 pub struct BoardRecords {
     text: Arc<String>,
+    extra: Arc<String>,
     rows: Arc<Vec<Row>>,
 }
 
@@ -63,38 +67,43 @@ impl BoardRecords {
     /// Whether both are the very same records (not equal ones: the same buffers, as the
     /// store's cache hands out while nothing changed).
     pub fn same(&self, other: &BoardRecords) -> bool {
-        Arc::ptr_eq(&self.rows, &other.rows) && Arc::ptr_eq(&self.text, &other.text)
+        Arc::ptr_eq(&self.rows, &other.rows)
+            && Arc::ptr_eq(&self.text, &other.text)
+            && Arc::ptr_eq(&self.extra, &other.extra)
     }
 
     /// The `i`th record (`i < len()`).
     pub fn get(&self, i: usize) -> BoardRecord<'_> {
         let row = &self.rows[i];
         BoardRecord {
-            object_id: self.span(row.object_id).unwrap_or_default(),
-            facts: row.facts.map(|f| self.span(f)),
+            object_id: self.span(row, row.object_id).unwrap_or_default(),
+            facts: row.facts.map(|f| self.span(row, f)),
         }
     }
 
     /// The objectId of the `i`th record.
     pub fn object_id(&self, i: usize) -> &str {
-        self.span(self.rows[i].object_id).unwrap_or_default()
+        let row = &self.rows[i];
+        self.span(row, row.object_id).unwrap_or_default()
     }
 
     /// One fact of the `i`th record.
     pub fn fact(&self, i: usize, fact: BoardFact) -> Option<&str> {
-        self.span(self.rows[i].facts[fact as usize])
+        let row = &self.rows[i];
+        self.span(row, row.facts[fact as usize])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = BoardRecord<'_>> + '_ {
         (0..self.rows.len()).map(|i| self.get(i))
     }
 
-    fn span(&self, span: Span) -> Option<&str> {
+    fn span(&self, row: &Row, span: Span) -> Option<&str> {
         if span.len == u32::MAX {
             return None;
         }
+        let text = if row.extra { &self.extra } else { &self.text };
         let start = span.start as usize;
-        Some(&self.text[start..start + span.len as usize])
+        Some(&text[start..start + span.len as usize])
     }
 }
 
@@ -105,7 +114,7 @@ impl<'a> FromIterator<BoardRecord<'a>> for BoardRecords {
         let mut collector = Collector::default();
         for (seq, record) in records.into_iter().enumerate() {
             collector
-                .push(record.object_id, 0, seq as i64, false, record.facts)
+                .push(record.object_id, 0, seq as i64, 0, false, record.facts)
                 .expect("test records fit in 4 GiB");
         }
         collector.finish()
@@ -117,6 +126,7 @@ struct Pending {
     row: Row,
     modified: i64,
     seq: i64,
+    line: i64,
     deleted: bool,
 }
 
@@ -154,6 +164,7 @@ impl Collector {
         object_id: &str,
         modified: i64,
         seq: i64,
+        line: i64,
         deleted: bool,
         facts: BoardFacts<'_>,
     ) -> crate::Result<()> {
@@ -166,12 +177,26 @@ impl Collector {
             row: Row {
                 object_id,
                 facts: spans,
+                extra: false,
             },
             modified,
             seq,
+            line,
             deleted,
         });
         Ok(())
+    }
+
+    /// A row as a backend reads it.
+    pub(crate) fn push_row(&mut self, row: &FactRow<'_>) -> crate::Result<()> {
+        self.push(
+            row.object_id,
+            row.modified,
+            row.seq,
+            row.line,
+            row.deleted,
+            row.facts,
+        )
     }
 
     pub(crate) fn finish(self) -> BoardRecords {
@@ -211,6 +236,7 @@ impl Collector {
         };
         BoardRecords {
             text: Arc::new(text),
+            extra: Arc::default(),
             rows: Arc::new(kept),
         }
     }
@@ -268,6 +294,25 @@ macro_rules! board_statements {
                 .fetch_all(&store.$read)
                 .await?)
         }
+
+        /// [`Store::board_integrations`](crate::Store::board_integrations).
+        pub(super) async fn board_integrations(
+            store: &$store,
+        ) -> $crate::Result<Vec<($crate::IntegrationId, bool)>> {
+            use intake_model::ObjectType::{Account, BusinessUser, Deal};
+            let sql = "SELECT i.id, EXISTS (SELECT 1 FROM requests r \
+                     WHERE r.status IN ('PENDING', 'IN_PROGRESS') AND r.integration_id = i.id \
+                     AND r.kind = 'UPLOAD' AND r.object_type IN ($1, $2, $3)) \
+                 FROM integrations i WHERE NOT i.deleted AND EXISTS (SELECT 1 FROM board_facts b \
+                     WHERE b.integration_id = i.id AND b.object_type = $2) \
+                 ORDER BY i.id";
+            Ok(sqlx::query_as(sql)
+                .bind(Account.code())
+                .bind(Deal.code())
+                .bind(BusinessUser.code())
+                .fetch_all(&store.$read)
+                .await?)
+        }
     };
 }
 pub(crate) use board_statements;
@@ -298,16 +343,38 @@ pub(crate) trait Projection: Sync {
         through: (RequestSeq, i64),
         each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> crate::Result<()> + Send),
     ) -> impl Future<Output = crate::Result<()>> + Send;
+    /// The rows of the type with these keys (seq, line), in any order, each handed to
+    /// `each`; a key without a row is skipped.
+    fn rows_at(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        keys: &[(RequestSeq, i64)],
+        each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> crate::Result<()> + Send),
+    ) -> impl Future<Output = crate::Result<()>> + Send;
+}
+
+/// Where one version of a record is, and when it was modified.
+#[derive(Clone, Copy, Debug)]
+struct VersionKey {
+    modified: i64,
+    seq: RequestSeq,
+    line: i64,
 }
 
 /// The latest version of each record of one type (deleted ones too, to compare a later
-/// row with), kept up to date row by row. Texts are appended to one buffer; what a newer
-/// version replaces is garbage until [`Latest::compact`].
+/// row with), kept up to date row by row, and where each earlier version is (not its
+/// facts: a board as of an earlier time reads those it needs). Texts are appended to one
+/// buffer; what a newer version replaces is garbage until [`Latest::compact`].
 #[derive(Default)]
 struct Latest {
     text: Arc<String>,
     rows: Vec<Pending>,
     index: HashMap<Box<str>, u32>,
+    /// The earlier versions of the records (by row) that have any.
+    older: HashMap<u32, Vec<VersionKey>>,
+    /// Every version read (the rows of a whole read).
+    versions: usize,
     garbage: usize,
 }
 
@@ -323,12 +390,18 @@ impl Latest {
             }
             Ok(spans)
         };
+        self.versions += 1;
+        let key = VersionKey {
+            modified: row.modified,
+            seq: row.seq,
+            line: row.line,
+        };
         match self.index.get(row.object_id) {
             Some(&i) => {
                 let kept = &mut self.rows[i as usize];
                 // As the Collector: the greatest (modifiedDate, request), the first read
                 // of equals.
-                if (row.modified, row.seq) > (kept.modified, kept.seq) {
+                let older = if (row.modified, row.seq) > (kept.modified, kept.seq) {
                     self.garbage += kept
                         .row
                         .facts
@@ -336,11 +409,21 @@ impl Latest {
                         .filter(|f| f.len != u32::MAX)
                         .map(|f| f.len as usize)
                         .sum::<usize>();
+                    let replaced = VersionKey {
+                        modified: kept.modified,
+                        seq: kept.seq,
+                        line: kept.line,
+                    };
                     kept.row.facts = put_facts(text, row.deleted)?;
                     kept.modified = row.modified;
                     kept.seq = row.seq;
+                    kept.line = row.line;
                     kept.deleted = row.deleted;
-                }
+                    replaced
+                } else {
+                    key
+                };
+                self.older.entry(i).or_default().push(older);
             }
             None => {
                 let object_id = put(text, Some(row.object_id))?;
@@ -349,9 +432,14 @@ impl Latest {
                     crate::StoreError::Corrupt("the board projection passes 4 G rows".into())
                 })?;
                 self.rows.push(Pending {
-                    row: Row { object_id, facts },
+                    row: Row {
+                        object_id,
+                        facts,
+                        extra: false,
+                    },
                     modified: row.modified,
                     seq: row.seq,
+                    line: row.line,
                     deleted: row.deleted,
                 });
                 self.index.insert(row.object_id.into(), i);
@@ -383,6 +471,7 @@ impl Latest {
     fn records(&self) -> BoardRecords {
         BoardRecords {
             text: Arc::clone(&self.text),
+            extra: Arc::default(),
             rows: Arc::new(
                 self.rows
                     .iter()
@@ -392,6 +481,43 @@ impl Latest {
             ),
         }
     }
+
+    /// The records as of `as_of`, as far as they are known here: those whose latest
+    /// version is at most `as_of`, and, of each other record, the key of its latest version
+    /// by then (none: it did not exist yet).
+    fn as_of(&self, as_of: i64) -> (Vec<Row>, Vec<(RequestSeq, i64)>) {
+        let mut rows = Vec::with_capacity(self.rows.len());
+        let mut fetch = Vec::new();
+        for (i, pending) in self.rows.iter().enumerate() {
+            if pending.modified <= as_of {
+                if !pending.deleted {
+                    rows.push(pending.row);
+                }
+                continue;
+            }
+            let Some(older) = self.older.get(&(i as u32)) else {
+                continue;
+            };
+            // The greatest (modifiedDate, request) by then, as the Collector chooses.
+            if let Some(key) = older
+                .iter()
+                .filter(|k| k.modified <= as_of)
+                .max_by_key(|k| (k.modified, k.seq))
+            {
+                fetch.push((key.seq, key.line));
+            }
+        }
+        (rows, fetch)
+    }
+}
+
+/// Whether reading `fetch` versions by key is cheaper than reading all `versions` rows of
+/// the type: a read by key costs a look-up in the projection's index per row, a whole read
+/// a sequential pass (and SQLite's formatting of every row) over all of them. Measured on
+/// the bench's store (BENCHMARKS.md): a whole read of 500,000 rows is about 1 s of CPU, a
+/// read by key of 50,000 about 0.1 s.
+fn read_by_keys(fetch: usize, versions: usize) -> bool {
+    fetch <= versions / 4
 }
 
 /// What the cache holds of one integration's type.
@@ -405,6 +531,24 @@ struct Followed {
     read_through: HashMap<RequestSeq, i64>,
     latest: Latest,
     records: Option<BoardRecords>,
+    /// The last board as of an earlier time: that time, the records it was made from,
+    /// and the records then.
+    as_of: Option<(i64, BoardRecords, BoardRecords)>,
+}
+
+impl Followed {
+    /// The records as they stand (built once per change).
+    fn records(&mut self) -> crate::Result<BoardRecords> {
+        Ok(match &self.records {
+            Some(records) => records.clone(),
+            None => {
+                self.latest.compact()?;
+                let records = self.latest.records();
+                self.records = Some(records.clone());
+                records
+            }
+        })
+    }
 }
 
 /// What one call of [`BoardCache::current`] did, for the log.
@@ -425,6 +569,19 @@ pub(crate) struct BoardCache {
 }
 
 impl BoardCache {
+    fn entry(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+    ) -> Arc<tokio::sync::Mutex<Followed>> {
+        let mut followed = self.followed.lock().expect("board cache lock");
+        Arc::clone(
+            followed
+                .entry((integration, object_type.code()))
+                .or_default(),
+        )
+    }
+
     /// The records of the type as they stand, as `board_records` at `i64::MAX` reads
     /// them, from what the cache holds and the rows committed since it last looked.
     ///
@@ -445,66 +602,25 @@ impl BoardCache {
         integration: IntegrationId,
         object_type: ObjectType,
     ) -> crate::Result<BoardRecords> {
-        let entry = {
-            let mut followed = self.followed.lock().expect("board cache lock");
-            Arc::clone(
-                followed
-                    .entry((integration, object_type.code()))
-                    .or_default(),
-            )
-        };
+        let entry = self.entry(integration, object_type);
         let mut entry = entry.lock().await;
         let started = std::time::Instant::now();
         let mut refresh = Refresh::default();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let epoch = store.epoch(integration, object_type).await?;
-            if !entry.loaded || epoch != entry.epoch {
-                *entry = Followed {
-                    epoch,
-                    ..Followed::default()
-                };
-                refresh.reloaded = true;
-            }
-            match follow(store, &mut entry, integration, object_type, &mut refresh).await {
-                Ok(()) => {}
-                Err(err) => {
-                    // Half read: start over at the next call.
-                    *entry = Followed::default();
-                    return Err(err);
-                }
-            }
-            entry.loaded = true;
-            if store.epoch(integration, object_type).await? == epoch {
-                break;
-            }
-            if attempts >= 3 {
-                // Rows changed under every attempt: read the type whole, uncached.
-                *entry = Followed::default();
-                let mut latest = Latest::default();
-                store
-                    .rows(
-                        integration,
-                        object_type,
-                        (RequestSeq::MIN, i64::MIN),
-                        (RequestSeq::MAX, i64::MAX),
-                        &mut |row| latest.push(&row),
-                    )
-                    .await?;
-                return Ok(latest.records());
-            }
-            entry.loaded = false;
+        if !bring_up_to_date(store, &mut entry, integration, object_type, &mut refresh).await? {
+            // Rows changed under every attempt: read the type whole, uncached.
+            let mut latest = Latest::default();
+            store
+                .rows(
+                    integration,
+                    object_type,
+                    (RequestSeq::MIN, i64::MIN),
+                    (RequestSeq::MAX, i64::MAX),
+                    &mut |row| latest.push(&row),
+                )
+                .await?;
+            return Ok(latest.records());
         }
-        let records = match &entry.records {
-            Some(records) => records.clone(),
-            None => {
-                entry.latest.compact()?;
-                let records = entry.latest.records();
-                entry.records = Some(records.clone());
-                records
-            }
-        };
+        let records = entry.records()?;
         tracing::debug!(
             integration,
             ?object_type,
@@ -517,6 +633,128 @@ impl BoardCache {
         );
         Ok(records)
     }
+
+    /// The records of the type as of `as_of`, as `board_records` reads them, from the
+    /// cache when that is cheaper than a whole read; `None` when it is not (or when rows
+    /// changed in place meanwhile): the caller reads whole.
+    ///
+    /// Why that is exact: the board as of T takes each record's latest version with
+    /// modifiedDate <= T. A record whose latest version is at most T is that version, as
+    /// the cache holds it. Of every other record the cache knows each earlier version's key
+    /// (seq, line) and modifiedDate, so it knows which version is the latest by T (or that
+    /// there is none: the record did not exist yet), and reads just those rows. Stages are
+    /// read as of T by the caller; accounts and users come here as their own types.
+    pub(crate) async fn as_of<P: Projection>(
+        &self,
+        store: &P,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        as_of: i64,
+    ) -> crate::Result<Option<BoardRecords>> {
+        let entry = self.entry(integration, object_type);
+        let mut entry = entry.lock().await;
+        let started = std::time::Instant::now();
+        let mut refresh = Refresh::default();
+        if !bring_up_to_date(store, &mut entry, integration, object_type, &mut refresh).await? {
+            return Ok(None);
+        }
+        let now = entry.records()?;
+        if let Some((at, from, records)) = &entry.as_of {
+            if *at == as_of && from.same(&now) {
+                return Ok(Some(records.clone()));
+            }
+        }
+        let (mut rows, fetch) = entry.latest.as_of(as_of);
+        if !read_by_keys(fetch.len(), entry.latest.versions) {
+            tracing::debug!(
+                integration,
+                ?object_type,
+                fetch = fetch.len(),
+                versions = entry.latest.versions,
+                "board as of: a whole read"
+            );
+            return Ok(None);
+        }
+        let mut extra = String::new();
+        let mut found = 0;
+        for keys in fetch.chunks(KEYS_PER_READ) {
+            store
+                .rows_at(integration, object_type, keys, &mut |row| {
+                    found += 1;
+                    if row.deleted {
+                        return Ok(());
+                    }
+                    let object_id = put(&mut extra, Some(row.object_id))?;
+                    let mut facts = [NONE; 7];
+                    for (span, fact) in facts.iter_mut().zip(row.facts) {
+                        *span = put(&mut extra, fact)?;
+                    }
+                    rows.push(Row {
+                        object_id,
+                        facts,
+                        extra: true,
+                    });
+                    Ok(())
+                })
+                .await?;
+        }
+        if found != fetch.len() || store.epoch(integration, object_type).await? != entry.epoch {
+            // Rows went or changed under the read (a purge, a schema change): read whole.
+            return Ok(None);
+        }
+        let records = BoardRecords {
+            text: Arc::clone(&entry.latest.text),
+            extra: Arc::new(extra),
+            rows: Arc::new(rows),
+        };
+        entry.as_of = Some((as_of, now, records.clone()));
+        tracing::debug!(
+            integration,
+            ?object_type,
+            as_of,
+            read = fetch.len(),
+            records = records.len(),
+            took = ?started.elapsed(),
+            "board cache as of"
+        );
+        Ok(Some(records))
+    }
+}
+
+/// Keys per [`Projection::rows_at`] call.
+const KEYS_PER_READ: usize = 10_000;
+
+/// Brings `entry` up to date with what was committed since it last read (all of it when
+/// not loaded or at another epoch); false when rows changed in place under every attempt.
+async fn bring_up_to_date<P: Projection>(
+    store: &P,
+    entry: &mut Followed,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    refresh: &mut Refresh,
+) -> crate::Result<bool> {
+    for _ in 0..3 {
+        let epoch = store.epoch(integration, object_type).await?;
+        if !entry.loaded || epoch != entry.epoch {
+            *entry = Followed {
+                epoch,
+                ..Followed::default()
+            };
+            refresh.reloaded = true;
+        }
+        if let Err(err) = follow(store, entry, integration, object_type, refresh).await {
+            // Half read: start over at the next call.
+            *entry = Followed::default();
+            return Err(err);
+        }
+        entry.loaded = true;
+        if store.epoch(integration, object_type).await? == epoch {
+            return Ok(true);
+        }
+        entry.loaded = false;
+    }
+    *entry = Followed::default();
+    Ok(false)
 }
 
 /// Reads into `entry` what was committed since it last read.
@@ -619,14 +857,14 @@ mod tests {
         let facts = |label: &'static str| -> BoardFacts<'static> {
             [Some(label), None, None, None, None, None, Some("1")]
         };
-        c.push("b", 20, 1, false, facts("b-new")).unwrap();
-        c.push("a", 10, 1, false, facts("a-old")).unwrap();
-        c.push("b", 10, 5, false, facts("b-old")).unwrap();
-        c.push("a", 10, 2, false, facts("a-new")).unwrap();
-        c.push("gone", 5, 1, false, facts("gone")).unwrap();
-        c.push("gone", 6, 1, true, [None; 7]).unwrap();
-        c.push("back", 6, 1, true, [None; 7]).unwrap();
-        c.push("back", 7, 1, false, facts("back")).unwrap();
+        c.push("b", 20, 1, 0, false, facts("b-new")).unwrap();
+        c.push("a", 10, 1, 0, false, facts("a-old")).unwrap();
+        c.push("b", 10, 5, 0, false, facts("b-old")).unwrap();
+        c.push("a", 10, 2, 0, false, facts("a-new")).unwrap();
+        c.push("gone", 5, 1, 0, false, facts("gone")).unwrap();
+        c.push("gone", 6, 1, 0, true, [None; 7]).unwrap();
+        c.push("back", 6, 1, 0, true, [None; 7]).unwrap();
+        c.push("back", 7, 1, 0, false, facts("back")).unwrap();
         let records = c.finish();
         let mut got: Vec<_> = records
             .iter()
@@ -638,8 +876,8 @@ mod tests {
         assert_eq!(records.get(0).facts[6], Some("1"));
 
         let mut unique = Collector::default();
-        unique.push("x", 1, 1, false, facts("")).unwrap();
-        unique.push("y", 1, 1, true, facts("y")).unwrap();
+        unique.push("x", 1, 1, 0, false, facts("")).unwrap();
+        unique.push("y", 1, 1, 0, true, facts("y")).unwrap();
         let records = unique.finish();
         assert_eq!(records.len(), 1);
         assert_eq!(records.get(0).facts[0], Some(""));
@@ -654,6 +892,8 @@ mod tests {
         rows: std::sync::Mutex<Vec<FakeRow>>,
         uploads: std::sync::Mutex<Vec<UploadMark>>,
         epoch: std::sync::atomic::AtomicI64,
+        /// Keys read by `rows_at`.
+        keyed: std::sync::atomic::AtomicUsize,
     }
 
     impl Projection for Fake {
@@ -695,6 +935,30 @@ mod tests {
             }
             Ok(())
         }
+        async fn rows_at(
+            &self,
+            _: IntegrationId,
+            _: ObjectType,
+            keys: &[(RequestSeq, i64)],
+            each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> crate::Result<()> + Send),
+        ) -> crate::Result<()> {
+            self.keyed
+                .fetch_add(keys.len(), std::sync::atomic::Ordering::SeqCst);
+            let rows = self.rows.lock().unwrap().clone();
+            for (seq, line, id, modified, deleted, label) in &rows {
+                if keys.contains(&(*seq, *line)) {
+                    each(FactRow {
+                        object_id: id,
+                        modified: *modified,
+                        seq: *seq,
+                        line: *line,
+                        deleted: *deleted,
+                        facts: [Some(label.as_str()), None, None, None, None, None, None],
+                    })?;
+                }
+            }
+            Ok(())
+        }
     }
 
     impl Fake {
@@ -713,15 +977,20 @@ mod tests {
         }
         /// What an uncached read gives: every row through its upload's checkpoint.
         fn whole(&self) -> Vec<(String, String)> {
+            self.whole_as_of(i64::MAX)
+        }
+
+        /// What an uncached read as of `as_of` gives.
+        fn whole_as_of(&self, as_of: i64) -> Vec<(String, String)> {
             let uploads = self.uploads.lock().unwrap().clone();
             let mut rows = self.rows.lock().unwrap().clone();
             rows.sort_by_key(|r| (r.0, r.1));
             let mut c = Collector::default();
             for (seq, line, id, modified, deleted, label) in &rows {
                 let through = uploads.iter().find(|m| m.seq == *seq).unwrap().checkpoint;
-                if *line <= through {
+                if *line <= through && *modified <= as_of {
                     let facts = [Some(label.as_str()), None, None, None, None, None, None];
-                    c.push(id, *modified, *seq, *deleted, facts).unwrap();
+                    c.push(id, *modified, *seq, *line, *deleted, facts).unwrap();
                 }
             }
             sorted(&c.finish())
@@ -789,5 +1058,78 @@ mod tests {
         let big = current().await.unwrap();
         assert_eq!(sorted(&big), fake.whole());
         assert!(big.text.len() < 100_000, "{}", big.text.len());
+    }
+
+    /// The board as of a time, from the cache, is the whole read as of that time: random
+    /// worlds of records with several versions each (out of order, deletes, re-creates) over
+    /// several uploads, at every time around the versions', read by key or whole.
+    #[tokio::test]
+    async fn a_board_as_of_a_time_from_the_cache_is_the_whole_read_then() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        let (mut by_key, mut whole) = (0, 0);
+        for world in 0..40 {
+            let fake = Fake::default();
+            let cache = BoardCache::default();
+            let records = 1 + next(30);
+            let uploads = 1 + next(6) as i64;
+            for seq in 1..=uploads {
+                let mut line = 0;
+                for r in 0..records {
+                    // An upload names a record at most once, as a file must.
+                    if next(3) == 0 {
+                        continue;
+                    }
+                    line += 1;
+                    let modified = next(100) as i64;
+                    let deleted = next(5) == 0;
+                    let label = format!("r{r}-s{seq}-m{modified}");
+                    fake.row(seq, line, &format!("r{r}"), modified, deleted, &label);
+                }
+                fake.mark(seq, line, next(2) == 0);
+                // Read between uploads too, so that the cache follows them row by row.
+                if next(2) == 0 {
+                    cache.current(&fake, 1, ObjectType::Deal).await.unwrap();
+                }
+            }
+            for as_of in [-1, 0, 10, 50, 90, 98, 99, 100, i64::MAX - 1] {
+                let before = fake.keyed.load(std::sync::atomic::Ordering::SeqCst);
+                let got = cache
+                    .as_of(&fake, 1, ObjectType::Deal, as_of)
+                    .await
+                    .unwrap();
+                let Some(got) = got else {
+                    whole += 1;
+                    continue;
+                };
+                if fake.keyed.load(std::sync::atomic::Ordering::SeqCst) > before {
+                    by_key += 1;
+                }
+                assert_eq!(
+                    sorted(&got),
+                    fake.whole_as_of(as_of),
+                    "world {world} as of {as_of}"
+                );
+                // Asked again: the same records.
+                let again = cache
+                    .as_of(&fake, 1, ObjectType::Deal, as_of)
+                    .await
+                    .unwrap();
+                assert!(again.unwrap().same(&got));
+            }
+            assert_eq!(
+                sorted(&cache.current(&fake, 1, ObjectType::Deal).await.unwrap()),
+                fake.whole()
+            );
+        }
+        assert!(
+            by_key > 20 && whole >= 3,
+            "{by_key} read by key, {whole} whole"
+        );
     }
 }

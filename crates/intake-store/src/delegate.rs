@@ -295,6 +295,11 @@ macro_rules! impl_store {
             ) -> $crate::Result<$crate::BoardRecords> {
                 board::board_records(self, integration, object_type, as_of).await
             }
+            async fn board_integrations(
+                &self,
+            ) -> $crate::Result<Vec<($crate::IntegrationId, bool)>> {
+                board::board_integrations(self).await
+            }
             async fn request_origins(
                 &self,
                 seqs: &[$crate::RequestSeq],

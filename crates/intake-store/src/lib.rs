@@ -666,6 +666,10 @@ pub trait Store: Send + Sync + 'static {
         object_type: ObjectType,
         as_of: i64,
     ) -> Result<BoardRecords>;
+    /// Every integration not deleted whose deal board has deals, with whether an upload of
+    /// a type on the board (DEAL, ACCOUNT, BUSINESS_USER) is pending or in progress in it:
+    /// what the server keeps warm ([`Store::board_records`] as they stand), between uploads.
+    async fn board_integrations(&self) -> Result<Vec<(IntegrationId, bool)>>;
     /// The `clientRequestId` and acceptance time of each of these requests that exists.
     async fn request_origins(
         &self,

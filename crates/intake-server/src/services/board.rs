@@ -116,6 +116,8 @@ pub struct Board {
 /// The board's columns and hidden deals, built from what was read (which it keeps: the
 /// deals are written from there).
 struct Built {
+    /// The time it is as of (`i64::MAX`: as it stands).
+    at: i64,
     columns: Vec<Column>,
     hidden: Vec<Hidden>,
     deals: BoardRecords,
@@ -125,10 +127,11 @@ struct Built {
     stages: Vec<Stage>,
 }
 
-/// The last board built without `asOf` per integration and status: the store hands out
-/// the very same records while nothing changed ([`BoardRecords::same`]), and then, with
-/// the same stages, the board is the same. Only the last one is kept per key.
-type BuiltBoards = Mutex<HashMap<(IntegrationId, &'static str), Arc<Built>>>;
+/// The last board built per integration, status and whether `asOf` was given (for which
+/// time is in [`Built::at`]): the store hands out the very same records while nothing
+/// changed ([`BoardRecords::same`]), and then, with the same stages, the board is the
+/// same. Only the last one is kept per key.
+type BuiltBoards = Mutex<HashMap<(IntegrationId, &'static str, bool), Arc<Built>>>;
 
 fn built_boards() -> &'static BuiltBoards {
     static BUILT: OnceLock<BuiltBoards> = OnceLock::new();
@@ -168,9 +171,25 @@ pub async fn board(
     let wanted = status(params)?;
     let as_of = records::as_of(params)?;
     let integration = records::integration(state, company, params).await?;
+    let built = built(state, integration, wanted, as_of).await?;
+    Ok(Board {
+        as_of: as_of.map(format_timestamp),
+        built,
+    })
+}
+
+/// The board of the integration's deals of status `wanted`, as of `as_of` or as it
+/// stands: the one built before while the store hands out the very same records and the
+/// stages are the same, else built now (and kept, the last one per integration, status
+/// and whether `asOf` is given).
+async fn built(
+    state: &AppState,
+    integration: IntegrationId,
+    wanted: &'static str,
+    as_of: Option<i64>,
+) -> Result<Arc<Built>, ApiError> {
     let at = as_of.unwrap_or(i64::MAX);
     let started = std::time::Instant::now();
-
     let store = &state.store;
     let (stages, deals, accounts, users) = tokio::try_join!(
         stages(state, integration, at),
@@ -192,41 +211,77 @@ pub async fn board(
     )?;
     let read = started.elapsed();
 
-    if as_of.is_none() {
-        let key = (integration, wanted);
-        let built = built_boards()
-            .lock()
-            .expect("board lock")
-            .get(&key)
-            .cloned();
-        if let Some(built) = built.filter(|b| {
-            b.deals.same(&deals)
-                && b.accounts.same(&accounts)
-                && b.users.same(&users)
-                && b.stages == stages
-        }) {
-            tracing::debug!(?read, deals = deals.len(), "deal board, as built before");
-            return Ok(Board { as_of: None, built });
-        }
-        let built = Arc::new(build(wanted, stages, deals, accounts, users)?);
-        built_boards()
-            .lock()
-            .expect("board lock")
-            .insert(key, Arc::clone(&built));
-        tracing::debug!(?read, built = ?started.elapsed(), "deal board");
-        return Ok(Board { as_of: None, built });
+    let key = (integration, wanted, as_of.is_some());
+    let before = built_boards()
+        .lock()
+        .expect("board lock")
+        .get(&key)
+        .cloned();
+    if let Some(built) = before.filter(|b| {
+        b.at == at
+            && b.deals.same(&deals)
+            && b.accounts.same(&accounts)
+            && b.users.same(&users)
+            && b.stages == stages
+    }) {
+        tracing::debug!(?read, deals = deals.len(), "deal board, as built before");
+        return Ok(built);
     }
-    let built = Arc::new(build(wanted, stages, deals, accounts, users)?);
+    let built = Arc::new(build(wanted, at, stages, deals, accounts, users)?);
+    built_boards()
+        .lock()
+        .expect("board lock")
+        .insert(key, Arc::clone(&built));
     tracing::debug!(?read, built = ?started.elapsed(), "deal board");
-    Ok(Board {
-        as_of: as_of.map(format_timestamp),
-        built,
-    })
+    Ok(built)
+}
+
+/// How often [`keep_warm`] looks for boards to bring up to date.
+const WARM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps every integration's board (OPEN, as it stands) read and built, so that a client's
+/// first call after a start, an upload or a change of rows in place (a schema change, see
+/// `board_epochs`) finds it ready instead of reading half a million rows: at the start, and
+/// then every [`WARM_EVERY`], each integration with deals is brought up to date (the
+/// store's cache reads what was committed since; the board is built again only when that
+/// changed something). An integration with an upload of a board type pending or in
+/// progress is left alone until it ends, so that warming does not take the CPU from the
+/// upload batch by batch. Runs until `stopped`.
+pub async fn keep_warm(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match state.store.board_integrations().await {
+            Ok(integrations) => {
+                for (integration, busy) in integrations {
+                    if *stopped.borrow() {
+                        return;
+                    }
+                    if busy {
+                        continue;
+                    }
+                    let started = std::time::Instant::now();
+                    match built(&state, integration, "OPEN", None).await {
+                        Ok(_) => {
+                            tracing::debug!(integration, took = ?started.elapsed(), "deal board warm")
+                        }
+                        Err(err) => {
+                            tracing::warn!(integration, "cannot warm the deal board: {err:?}")
+                        }
+                    }
+                }
+            }
+            Err(err) => tracing::warn!("cannot list the deal boards to warm: {err}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WARM_EVERY) => {}
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 /// The board's columns and hidden deals of the status `wanted`.
 fn build(
     wanted: &str,
+    at: i64,
     stages: Vec<Stage>,
     deals: BoardRecords,
     accounts: BoardRecords,
@@ -312,6 +367,7 @@ fn build(
             .cmp(deals.object_id(b.deal as usize))
     });
     Ok(Built {
+        at,
         columns,
         hidden,
         deals,
@@ -715,6 +771,7 @@ mod tests {
         let board = Board {
             as_of: Some("2024-01-01T00:00:00.000Z".into()),
             built: Arc::new(Built {
+                at: i64::MAX,
                 stages: vec![],
                 columns: vec![
                     Column {
@@ -831,6 +888,7 @@ mod tests {
         let empty = Board {
             as_of: None,
             built: Arc::new(Built {
+                at: i64::MAX,
                 stages: vec![],
                 columns: vec![],
                 hidden: vec![],
@@ -871,6 +929,7 @@ mod tests {
         let board = Board {
             as_of: None,
             built: Arc::new(Built {
+                at: i64::MAX,
                 stages: vec![],
                 columns: vec![Column {
                     stage: Stage {

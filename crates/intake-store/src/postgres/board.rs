@@ -165,7 +165,8 @@ async fn insert_facts_skipping_stored(
     Ok(())
 }
 
-/// One type's records up to `as_of`: as they stand now from the cache, else read whole.
+/// One type's records up to `as_of`: from the cache (as they stand now, or corrected to
+/// `as_of` when that reads less), else read whole.
 pub(super) async fn board_records(
     store: &PgStore,
     integration: IntegrationId,
@@ -182,14 +183,17 @@ pub(super) async fn board_records(
             .current(store, integration, object_type)
             .await;
     }
-    read_rows(
-        store,
-        integration,
-        object_type,
-        Some(as_of),
-        None,
-        &mut |row| collector.push(row.object_id, row.modified, row.seq, row.deleted, row.facts),
-    )
+    if let Some(records) = store
+        .board_cache
+        .as_of(store, integration, object_type, as_of)
+        .await?
+    {
+        return Ok(records);
+    }
+    let filter = format!(" AND modified <= {as_of}");
+    read_rows(store, integration, object_type, &filter, &mut |row| {
+        collector.push_row(&row)
+    })
     .await?;
     Ok(collector.finish())
 }
@@ -223,42 +227,51 @@ impl Projection for PgStore {
         through: (RequestSeq, i64),
         each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
     ) -> Result<()> {
-        read_rows(
-            self,
-            integration,
-            object_type,
-            None,
-            Some((after, through)),
-            each,
-        )
-        .await
+        let ((s0, l0), (s1, l1)) = (after, through);
+        let filter = format!(" AND (seq, line) > ({s0}, {l0}) AND (seq, line) <= ({s1}, {l1})");
+        read_rows(self, integration, object_type, &filter, each).await
+    }
+
+    async fn rows_at(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        keys: &[(RequestSeq, i64)],
+        each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
+    ) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // Each key looked up in the primary key.
+        let list = |pick: fn(&(RequestSeq, i64)) -> i64| {
+            keys.iter()
+                .map(|k| pick(k).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let filter = format!(
+            " AND (seq, line) IN (SELECT * FROM unnest('{{{}}}'::bigint[], '{{{}}}'::bigint[]))",
+            list(|k| k.0),
+            list(|k| k.1)
+        );
+        read_rows(self, integration, object_type, &filter, each).await
     }
 }
 
-/// Reads one type's projection (up to `as_of`; of the rows with (seq, line) in `(after,
-/// through]`) with `COPY ... TO STDOUT`.
+/// Reads one type's projection, of the rows that pass `filter` (SQL conditions over
+/// `board_facts`, each after an AND), with `COPY ... TO STDOUT`. COPY takes no
+/// parameters: the filters' values are integers, written as such.
 async fn read_rows(
     store: &PgStore,
     integration: IntegrationId,
     object_type: ObjectType,
-    as_of: Option<i64>,
-    range: Option<((RequestSeq, i64), (RequestSeq, i64))>,
+    filter: &str,
     each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
 ) -> Result<()> {
     let facts: String = BoardFact::ALL
         .iter()
         .map(|f| format!(", {}", f.column()))
         .collect();
-    // COPY takes no parameters: the values are integers, written as such.
-    let mut filter = String::new();
-    if let Some(as_of) = as_of {
-        filter.push_str(&format!(" AND modified <= {as_of}"));
-    }
-    if let Some(((s0, l0), (s1, l1))) = range {
-        filter.push_str(&format!(
-            " AND (seq, line) > ({s0}, {l0}) AND (seq, line) <= ({s1}, {l1})"
-        ));
-    }
     let sql = format!(
         "COPY (SELECT object_id, modified, seq, line, deleted{facts} FROM board_facts \
          WHERE integration_id = {integration} AND object_type = {}{filter}) \

@@ -60,7 +60,8 @@ pub(super) async fn insert_facts(
     Ok(())
 }
 
-/// One type's records up to `as_of`: as they stand now from the cache, else read whole.
+/// One type's records up to `as_of`: from the cache (as they stand now, or corrected to
+/// `as_of` when that reads less), else read whole.
 pub(super) async fn board_records(
     store: &SqliteStore,
     integration: IntegrationId,
@@ -77,14 +78,21 @@ pub(super) async fn board_records(
             .current(store, integration, object_type)
             .await;
     }
+    if let Some(records) = store
+        .board_cache
+        .as_of(store, integration, object_type, as_of)
+        .await?
+    {
+        return Ok(records);
+    }
     read_rows(
         store,
         integration,
         object_type,
         as_of,
-        (i64::MIN, i64::MIN),
-        (i64::MAX, i64::MAX),
-        &mut |row| collector.push(row.object_id, row.modified, row.seq, row.deleted, row.facts),
+        ((i64::MIN, i64::MIN), (i64::MAX, i64::MAX)),
+        None,
+        &mut |row| collector.push_row(&row),
     )
     .await?;
     Ok(collector.finish())
@@ -124,8 +132,27 @@ impl Projection for SqliteStore {
             integration,
             object_type,
             i64::MAX,
-            after,
-            through,
+            (after, through),
+            None,
+            each,
+        )
+        .await
+    }
+
+    async fn rows_at(
+        &self,
+        integration: IntegrationId,
+        object_type: ObjectType,
+        keys: &[(RequestSeq, i64)],
+        each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
+    ) -> Result<()> {
+        read_rows(
+            self,
+            integration,
+            object_type,
+            i64::MAX,
+            ((i64::MIN, i64::MIN), (i64::MAX, i64::MAX)),
+            Some(keys),
             each,
         )
         .await
@@ -133,30 +160,49 @@ impl Projection for SqliteStore {
 }
 
 /// Reads one type's projection up to `as_of`, of the rows with (seq, line) in `(after,
-/// through]`, [`chunk_rows`] rows per query as one text (fields separated by U+001F, rows
-/// by U+001E; no objectId holds them, and the facts are JSON texts, where control
-/// characters are always escaped): sqlx's cost per row is several times SQLite's own for
-/// rows this narrow. An absent fact is an empty field (no JSON text is empty).
+/// through]` (and, with `keys`, of those keys only, each looked up in the primary key),
+/// [`chunk_rows`] rows per query as one text (fields separated by U+001F, rows by U+001E;
+/// no objectId holds them, and the facts are JSON texts, where control characters are
+/// always escaped): sqlx's cost per row is several times SQLite's own for rows this
+/// narrow. An absent fact is an empty field (no JSON text is empty).
 async fn read_rows(
     store: &SqliteStore,
     integration: IntegrationId,
     object_type: ObjectType,
     as_of: i64,
-    after: (RequestSeq, i64),
-    through: (RequestSeq, i64),
+    (after, through): ((RequestSeq, i64), (RequestSeq, i64)),
+    keys: Option<&[(RequestSeq, i64)]>,
     each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
 ) -> Result<()> {
     let facts = BoardFact::ALL
         .iter()
         .map(|f| format!(" || char(31) || ifnull({}, '')", f.column()))
         .collect::<String>();
+    // ?9: the keys as a JSON array of [seq, line] pairs.
+    let keyed = if keys.is_some() {
+        "(seq, line) IN (SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?9) AS k)"
+    } else {
+        "?9 IS NULL"
+    };
     let sql = format!(
         "SELECT count(*), group_concat(object_id || char(31) || modified || char(31) || seq \
          || char(31) || line || char(31) || deleted{facts}, char(30)) FROM ( \
              SELECT * FROM board_facts \
              WHERE integration_id = ?1 AND object_type = ?2 AND (seq, line) > (?3, ?4) \
-             AND (seq, line) <= (?7, ?8) AND modified <= ?5 ORDER BY seq, line LIMIT ?6)"
+             AND (seq, line) <= (?7, ?8) AND modified <= ?5 AND {keyed} \
+             ORDER BY seq, line LIMIT ?6)"
     );
+    let keys = keys.map(|keys| {
+        let mut json = String::from("[");
+        for (k, (seq, line)) in keys.iter().enumerate() {
+            if k > 0 {
+                json.push(',');
+            }
+            json.push_str(&format!("[{seq},{line}]"));
+        }
+        json.push(']');
+        json
+    });
     let chunk = chunk_rows(store);
     let mut conn = store.pool.acquire().await?;
     let (mut after_seq, mut after_line) = after;
@@ -170,6 +216,7 @@ async fn read_rows(
             .bind(chunk)
             .bind(through.0)
             .bind(through.1)
+            .bind(keys.as_deref())
             .fetch_one(&mut *conn)
             .await?;
         let Some(text) = text else { break };

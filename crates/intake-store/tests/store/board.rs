@@ -12,7 +12,10 @@ use intake_store::{Batch, ClaimedWork, CompanyId, IntegrationId, NewUpload, Stor
 use crate::common::{acme, apply_and_finish, record, upload, Site};
 use crate::contract_tests;
 
-contract_tests!(board_projection_is_what_the_bodies_say);
+contract_tests!(
+    board_projection_is_what_the_bodies_say,
+    a_board_as_of_a_time_is_what_the_bodies_said_then
+);
 
 /// A record as the board reads it, owned: (objectId, facts).
 type Facts = (String, Vec<Option<String>>);
@@ -384,5 +387,74 @@ async fn forget_the_projection(site: &Site) {
             sqlx::query(sql).execute(&pool).await.unwrap();
         }
         pool.close().await;
+    }
+}
+
+/// Random worlds: deals with several versions each (out of order, deletes, re-creates) over
+/// several uploads, the cache reading between them; the board's records as of many times
+/// (read from the cache and the versions it names, or whole) are what the bodies said then.
+async fn a_board_as_of_a_time_is_what_the_bodies_said_then(site: Site) {
+    let store = open(&site).await;
+    let (company, iid) = acme(&*store).await;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let ids: Vec<String> = (0..40).map(|k| format!("r{k:02}")).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for upload in 0..5 {
+        let mut lines = Vec::new();
+        for id in &ids {
+            if next(3) == 0 {
+                continue;
+            }
+            let modified = 1000 + next(100) as i64;
+            let json = if next(6) == 0 {
+                format!(r#"{{"objectId":"{id}","isDeleted":true}}"#)
+            } else {
+                format!(
+                    r#"{{"objectId":"{id}","name":"{id} u{upload} m{modified}","stage":"s{}"}}"#,
+                    next(3)
+                )
+            };
+            lines.push(line(ObjectType::Deal, modified, &json));
+        }
+        let work = claim(
+            &*store,
+            company,
+            iid,
+            &format!("u{upload}"),
+            ObjectType::Deal,
+        )
+        .await;
+        apply_and_finish(&*store, &work, &batch(lines)).await;
+        if next(2) == 0 {
+            store
+                .board_records(iid, ObjectType::Deal, i64::MAX)
+                .await
+                .unwrap();
+        }
+        for as_of in [
+            999,
+            1000,
+            1010,
+            1050,
+            1080,
+            1095,
+            1098,
+            1099,
+            1200,
+            i64::MAX,
+        ] {
+            assert_eq!(
+                from_projection(&*store, iid, ObjectType::Deal, as_of).await,
+                from_bodies(&*store, iid, ObjectType::Deal, &id_refs, as_of).await,
+                "{}: after upload {upload}, as of {as_of}",
+                store.backend()
+            );
+        }
     }
 }
