@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# PostgreSQL at scale (issue 17), on a private cluster of its own so that its settings can
+# be chosen and nobody else's tests share it: prefill a store with PREFILL CONTACT records
+# (uploads of CHUNK, back to back, timed as records/s), then the ~200 MB CONTACT upload into
+# that filled store and into an empty database of the same cluster (ratio), GET entities of
+# 100 ids on the filled store (p50/p99 of GET_CALLS calls over keep-alive) and the disk used
+# per stored record. Prints a Markdown table and notes. See BENCHMARKS.md ("PostgreSQL at
+# scale").
+#
+# Knobs: SETTINGS=defaults|tuned (defaults: what initdb writes, as Debian's packages do:
+# shared_buffers 128MB, max_wal_size 1GB, checkpoint_timeout 5min; tuned: the bulk-load
+# settings README's "Operating Intake" recommends), PREFILL (5000000), CHUNK (625000),
+# CONTACT_ROWS (740000, ~207 MB), GET_CALLS (300), PG_PORT (5499), PG_DIR (where the cluster
+# lives; removed at the end unless KEEP_CLUSTER=1), BENCH_DIR (keeps the generated files;
+# shares them with bench/run.sh), BIN (the intake binary; default: built here), SKIP_BUILD,
+# EXTRA_PG (more `-c name=value` for the cluster), ONLY_PREFILL=1 (stop after the prefill
+# and keep the cluster running, for EXPLAIN and the migration).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SETTINGS=${SETTINGS:-defaults}
+PREFILL=${PREFILL:-5000000}
+CHUNK=${CHUNK:-625000}
+CONTACT_ROWS=${CONTACT_ROWS:-740000}
+GET_CALLS=${GET_CALLS:-300}
+PG_PORT=${PG_PORT:-5499}
+WORK=${BENCH_DIR:-$(mktemp -d /tmp/intake-pgscale.XXXXXX)}
+PG_DIR=${PG_DIR:-$WORK/pg-$SETTINGS}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+mkdir -p "$WORK"
+
+command -v psql >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq postgresql-client >/dev/null; }
+if [ -z "${BIN:-}" ]; then
+  [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p intake-cli
+  BIN=$PWD/target/release/intake
+fi
+now() { date +%s.%N; }
+calc() { python3 -c "print($1)"; }
+
+case $SETTINGS in
+  defaults) PG_SETTINGS="" ;;
+  # The bulk-load settings (README, "Operating Intake"): the hot pages of the indexes in
+  # PostgreSQL's own cache, checkpoints far enough apart that a page is written whole to
+  # the WAL once per checkpoint rather than once per batch, and those full-page images
+  # compressed. synchronous_commit stays on: a batch's commit is its durability.
+  tuned) PG_SETTINGS="-c shared_buffers=4GB -c effective_cache_size=12GB -c max_wal_size=16GB \
+-c min_wal_size=2GB -c checkpoint_timeout=30min -c checkpoint_completion_target=0.9 \
+-c wal_compression=lz4 -c wal_buffers=64MB -c maintenance_work_mem=1GB" ;;
+  *) echo "SETTINGS is defaults or tuned" >&2; exit 2 ;;
+esac
+
+# The private cluster: initdb as the postgres user (PostgreSQL refuses to run as root).
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+PG_ADMIN="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+start_cluster() {
+  if [ ! -s "$PG_DIR/PG_VERSION" ]; then
+    mkdir -p "$PG_DIR"; [ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR"
+    as_pg "$PG_BIN/initdb" -D "$PG_DIR" -U postgres --auth=trust > "$WORK/initdb-$SETTINGS.log"
+  fi
+  # shellcheck disable=SC2086
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w \
+    -o "-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements $PG_SETTINGS ${EXTRA_PG:-}" \
+    start > /dev/null
+  PG_PID=$(head -1 "$PG_DIR/postmaster.pid")
+}
+stop_cluster() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR" -m fast stop > /dev/null 2>&1 || true; }
+fresh_db() { # name -> PG_URL
+  psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" > /dev/null
+  PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/$1"
+}
+q() { psql -qAt "$1" -c "$2"; } # url sql
+
+# CPU seconds (user + system) of a process and of the whole cluster (postmaster and its
+# children: backends, checkpointer, WAL writer, autovacuum).
+cpu_of() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cluster_cpu() {
+  local total=0 p
+  for p in $PG_PID $(pgrep -P "$PG_PID"); do total=$(calc "$total + $(cpu_of "$p")"); done
+  echo "$total"
+}
+wal_lsn() { q "$PG_ADMIN" "SELECT pg_current_wal_lsn()"; }
+wal_mb_since() { q "$PG_ADMIN" "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$1') / 1e6)"; }
+checkpoints() { q "$PG_ADMIN" "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
+
+source bench/server.sh
+
+# upload FILE CRID ROWS -> T201 TDONE RATE SCPU (server CPU-s) PGCPU (cluster CPU-s) WALMB CKPTS
+upload() {
+  local t0 t1 t2 status c0 p0 w0 k0
+  c0=$(cpu_of "$SERVER_PID"); p0=$(cluster_cpu); w0=$(wal_lsn); k0=$(checkpoints)
+  t0=$(now)
+  curl -sf -u "$KEY:$SECRET" -F "dataFile=@$1" \
+    "$URL/v2/crm/entities?integrationId=$ID&objectType=CONTACT&clientRequestId=$2" > /dev/null
+  t1=$(now)
+  while :; do
+    status=$(curl -sf -u "$KEY:$SECRET" "$URL/v2/crm/request-status?integrationId=$ID&clientRequestId=$2" \
+      | python3 -c "import json,sys;print(json.load(sys.stdin)['status'])")
+    [ "$status" = DONE ] || [ "$status" = FAILED ] && break
+    sleep 0.05
+  done
+  t2=$(now)
+  [ "$status" = DONE ] || { echo "upload $2 ended $status" >&2; exit 1; }
+  T201=$(calc "round($t1-$t0,2)"); TDONE=$(calc "round($t2-$t1,2)"); RATE=$(calc "int($3/($t2-$t1))")
+  SCPU=$(calc "round($(cpu_of "$SERVER_PID")-$c0,1)"); PGCPU=$(calc "round($(cluster_cpu)-$p0,1)")
+  WALMB=$(wal_mb_since "$w0"); CKPTS=$(( $(checkpoints) - k0 ))
+}
+
+# get_latency IDS_FILE -> "p50 / p99 ms": GET entities of 100 ids, GET_CALLS calls on one
+# keep-alive connection, each call 100 ids drawn from IDS_FILE.
+get_latency() {
+  python3 - "$URL" "$KEY" "$SECRET" "$ID" "$1" "$GET_CALLS" <<'EOF'
+import base64, http.client, json, random, sys, time, urllib.parse
+url, key, secret, integration, ids_file, calls = sys.argv[1:7]
+ids = [l.strip() for l in open(ids_file) if l.strip()]
+rng = random.Random(17)
+u = urllib.parse.urlparse(url)
+conn = http.client.HTTPConnection(u.hostname, u.port)
+auth = "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
+path = f"/v2/crm/entities?integrationId={integration}&objectType=CONTACT"
+times = []
+for k in range(int(calls) + 10):
+    body = json.dumps(rng.sample(ids, 100))
+    t0 = time.perf_counter()
+    conn.request("GET", path, body=body, headers={"Authorization": auth, "Content-Type": "application/json"})
+    r = conn.getresponse(); data = r.read()
+    dt = (time.perf_counter() - t0) * 1000
+    assert r.status == 200, (r.status, data[:200])
+    if k >= 10:  # ten warm-up calls
+        times.append(dt)
+times.sort()
+p = lambda q: times[min(len(times) - 1, int(q * len(times)))]
+print(f"{p(0.5):.1f} / {p(0.99):.1f}")
+EOF
+}
+
+echo "generating data in $WORK" >&2
+[ -s "$WORK/contact.ldjson" ] || "$BIN" gen --type CONTACT --count "$CONTACT_ROWS" --seed 1 --output "$WORK/contact.ldjson"
+files=$(( (PREFILL + CHUNK - 1) / CHUNK ))
+for k in $(seq 0 $((files - 1))); do
+  f=$WORK/prefill-$k.ldjson; [ "$CHUNK" = 625000 ] || f=$WORK/prefill-$CHUNK-$k.ldjson
+  [ -s "$f" ] || "$BIN" gen --type CONTACT --count "$CHUNK" --seed $((100 + k)) --output "$f"
+done
+prefill_file() { if [ "$CHUNK" = 625000 ]; then echo "$WORK/prefill-$1.ldjson"; else echo "$WORK/prefill-$CHUNK-$1.ldjson"; fi; }
+
+start_cluster
+trap 'stop_server; [ -n "${ONLY_PREFILL:-}" ] || { stop_cluster; [ -n "${KEEP_CLUSTER:-}" ] || rm -rf "$PG_DIR"; }' EXIT
+ROWS=(); NOTES=()
+row() { ROWS+=("| $* |"); echo "| $* |" >&2; }
+note() { NOTES+=("$*"); echo "$*" >&2; }
+row "store | upload | rows | to 201 (s) | 201 → DONE (s) | records/s | server CPU-s | PostgreSQL CPU-s | WAL MB | checkpoints | load average"
+row "--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---"
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# 1. The CONTACT upload into an empty database of this cluster.
+if [ -z "${ONLY_PREFILL:-}" ]; then
+  fresh_db intake_empty; start_server pg-empty "$PG_URL"
+  upload "$WORK/contact.ldjson" empty "$CONTACT_ROWS"
+  EMPTY_RATE=$RATE
+  row "empty | CONTACT | $CONTACT_ROWS | $T201 | $TDONE | $RATE | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
+  stop_server
+  psql -q "$PG_ADMIN" -c "DROP DATABASE intake_empty WITH (FORCE)" > /dev/null
+fi
+
+# 2. The prefill, back to back.
+fresh_db intake_scale; start_server pg-scale "$PG_URL"
+t0=$(now); n=0; c0=$(cpu_of "$SERVER_PID"); p0=$(cluster_cpu); w0=$(wal_lsn)
+for k in $(seq 0 $((files - 1))); do
+  upload "$(prefill_file "$k")" "prefill-$k" "$CHUNK"
+  n=$((n + CHUNK))
+  row "prefill $((k + 1))/$files | CONTACT | $CHUNK | $T201 | $TDONE | $RATE | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
+done
+prefill_s=$(calc "round($(now)-$t0,1)")
+note "Prefill ($SETTINGS): $n records in $files back-to-back uploads took $prefill_s s ($(calc "int($n/$prefill_s)") records/s; server $(calc "round($(cpu_of "$SERVER_PID")-$c0,1)") CPU-s, PostgreSQL $(calc "round($(cluster_cpu)-$p0,1)") CPU-s, $(wal_mb_since "$w0") MB of WAL)."
+if [ -n "${ONLY_PREFILL:-}" ]; then
+  stop_server
+  note "Cluster left running: $PG_URL (pg_ctl -D $PG_DIR stop)"
+  exit 0
+fi
+
+# 3. The same CONTACT upload into the filled store.
+upload "$WORK/contact.ldjson" after-prefill "$CONTACT_ROWS"
+row "$n stored | CONTACT | $CONTACT_ROWS | $T201 | $TDONE | $RATE | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
+note "Filled store ($SETTINGS): $RATE records/s against $EMPTY_RATE into an empty database: $(calc "round($RATE/$EMPTY_RATE,2)") ×."
+
+# 4. GET entities of 100 ids on the filled store (ids of every prefill file and the upload).
+for k in $(seq 0 $((files - 1))); do
+  sed -n '1~50s/^{"objectId":"\([^"]*\)".*/\1/p' "$(prefill_file "$k")"
+done > "$WORK/ids.txt"
+lat=$(get_latency "$WORK/ids.txt")
+note "GET entities of 100 ids on the $n-record store ($SETTINGS): p50 / p99 $lat ms over $GET_CALLS calls (load $(loadavg))."
+
+# 5. Disk per stored record.
+stored=$(q "$PG_URL" "SELECT count(*) FROM record_versions")
+size=$(q "$PG_URL" "SELECT pg_database_size(current_database())")
+note "Disk ($SETTINGS): pg_database_size $(calc "round($size/1e9,2)") GB for $stored stored versions: $(calc "int($size/$stored)") bytes per record."
+note "Relations: $(q "$PG_URL" "SELECT string_agg(relname || ' ' || pg_size_pretty(pg_total_relation_size(c.oid)), ', ' ORDER BY pg_total_relation_size(c.oid) DESC) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 1e6")"
+stop_server
+
+echo
+echo "Machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r); $(date -u +%F); PostgreSQL $SETTINGS"
+echo
+printf '%s\n' "${ROWS[@]}"
+echo
+printf '%s\n\n' "${NOTES[@]}"
