@@ -72,10 +72,13 @@ q() { psql -qAt "$1" -c "$2"; } # url sql
 
 # CPU seconds (user + system) of a process and of the whole cluster (postmaster and its
 # children: backends, checkpointer, WAL writer, autovacuum).
+# The postmaster's own fields 16+17 hold the CPU time of the children that have exited
+# (a closed connection's backend).
 cpu_of() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cluster_cpu() {
-  local total=0 p
-  for p in $PG_PID $(pgrep -P "$PG_PID"); do total=$(calc "$total + $(cpu_of "$p")"); done
+  local total p
+  total=$(awk '{printf "%.2f", ($14 + $15 + $16 + $17) / 100}' "/proc/$PG_PID/stat")
+  for p in $(pgrep -P "$PG_PID"); do total=$(calc "$total + $(cpu_of "$p")"); done
   echo "$total"
 }
 wal_lsn() { q "$PG_ADMIN" "SELECT pg_current_wal_lsn()"; }
@@ -83,6 +86,20 @@ wal_mb_since() { q "$PG_ADMIN" "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(
 checkpoints() { q "$PG_ADMIN" "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
 
 source bench/server.sh
+
+# wait_merged URL -> TMERGE: how long until the recent tiers (migration 0012) are merged
+# into the main tables (the server does it in the background); "–" without tiers.
+wait_merged() {
+  local t0 p0; t0=$(now); p0=$(cluster_cpu); MCPU=0
+  if [ "$(q "$1" "SELECT to_regclass('version_tiers') IS NOT NULL")" != t ]; then TMERGE="–"; return; fi
+  until [ "$(q "$1" "SELECT NOT (EXISTS (SELECT 1 FROM recent_versions_0) OR EXISTS (SELECT 1 FROM recent_versions_1) \
+      OR EXISTS (SELECT 1 FROM recent_lookup_keys_0) OR EXISTS (SELECT 1 FROM recent_lookup_keys_1))")" = t ]; do
+    sleep 0.1
+  done
+  TMERGE=$(calc "round($(now)-$t0,2)"); MCPU=$(calc "round($(cluster_cpu)-$p0,1)")
+}
+# merged_rate ROWS -> records/s counting the merge after DONE ("–" without tiers)
+merged_rate() { if [ "$TMERGE" = "–" ]; then echo "–"; else calc "int($1/($TDONE+$TMERGE))"; fi; }
 
 # upload FILE CRID ROWS -> T201 TDONE RATE SCPU (server CPU-s) PGCPU (cluster CPU-s) WALMB CKPTS
 upload() {
@@ -147,16 +164,16 @@ trap 'stop_server; [ -n "${ONLY_PREFILL:-}" ] || { stop_cluster; [ -n "${KEEP_CL
 ROWS=(); NOTES=()
 row() { ROWS+=("| $* |"); echo "| $* |" >&2; }
 note() { NOTES+=("$*"); echo "$*" >&2; }
-row "store | upload | rows | to 201 (s) | 201 → DONE (s) | records/s | server CPU-s | PostgreSQL CPU-s | WAL MB | checkpoints | load average"
-row "--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---"
+row "store | upload | rows | to 201 (s) | 201 → DONE (s) | records/s | merge after DONE (s) | records/s counting the merge | server CPU-s | PostgreSQL CPU-s | WAL MB | checkpoints | load average"
+row "--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---"
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # 1. The CONTACT upload into an empty database of this cluster.
 if [ -z "${ONLY_PREFILL:-}" ]; then
   fresh_db intake_empty; start_server pg-empty "$PG_URL"
   upload "$WORK/contact.ldjson" empty "$CONTACT_ROWS"
-  EMPTY_RATE=$RATE
-  row "empty | CONTACT | $CONTACT_ROWS | $T201 | $TDONE | $RATE | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
+  EMPTY_RATE=$RATE; wait_merged "$PG_URL"; EMPTY_MERGED=$(merged_rate "$CONTACT_ROWS"); EMPTY_MCPU=$MCPU
+  row "empty | CONTACT | $CONTACT_ROWS | $T201 | $TDONE | $RATE | $TMERGE | $EMPTY_MERGED | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
   stop_server
   psql -q "$PG_ADMIN" -c "DROP DATABASE intake_empty WITH (FORCE)" > /dev/null
 fi
@@ -167,10 +184,11 @@ t0=$(now); n=0; c0=$(cpu_of "$SERVER_PID"); p0=$(cluster_cpu); w0=$(wal_lsn)
 for k in $(seq 0 $((files - 1))); do
   upload "$(prefill_file "$k")" "prefill-$k" "$CHUNK"
   n=$((n + CHUNK))
-  row "prefill $((k + 1))/$files | CONTACT | $CHUNK | $T201 | $TDONE | $RATE | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
+  row "prefill $((k + 1))/$files | CONTACT | $CHUNK | $T201 | $TDONE | $RATE | | | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
 done
+wait_merged "$PG_URL"
 prefill_s=$(calc "round($(now)-$t0,1)")
-note "Prefill ($SETTINGS): $n records in $files back-to-back uploads took $prefill_s s ($(calc "int($n/$prefill_s)") records/s; server $(calc "round($(cpu_of "$SERVER_PID")-$c0,1)") CPU-s, PostgreSQL $(calc "round($(cluster_cpu)-$p0,1)") CPU-s, $(wal_mb_since "$w0") MB of WAL)."
+note "Prefill ($SETTINGS): $n records in $files back-to-back uploads took $prefill_s s from the first upload to the end of the last merge ($(calc "int($n/$prefill_s)") records/s; the last merge ended $TMERGE s after the last DONE; server $(calc "round($(cpu_of "$SERVER_PID")-$c0,1)") CPU-s, PostgreSQL $(calc "round($(cluster_cpu)-$p0,1)") CPU-s, $(wal_mb_since "$w0") MB of WAL)."
 if [ -n "${ONLY_PREFILL:-}" ]; then
   stop_server
   note "Cluster left running: $PG_URL (pg_ctl -D $PG_DIR stop)"
@@ -179,8 +197,14 @@ fi
 
 # 3. The same CONTACT upload into the filled store.
 upload "$WORK/contact.ldjson" after-prefill "$CONTACT_ROWS"
-row "$n stored | CONTACT | $CONTACT_ROWS | $T201 | $TDONE | $RATE | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
-note "Filled store ($SETTINGS): $RATE records/s against $EMPTY_RATE into an empty database: $(calc "round($RATE/$EMPTY_RATE,2)") ×."
+wait_merged "$PG_URL"; FILLED_MERGED=$(merged_rate "$CONTACT_ROWS")
+row "$n stored | CONTACT | $CONTACT_ROWS | $T201 | $TDONE | $RATE | $TMERGE | $FILLED_MERGED | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
+if [ "$TMERGE" = "–" ]; then
+  note "Filled store ($SETTINGS): $RATE records/s against $EMPTY_RATE into an empty database: $(calc "round($RATE/$EMPTY_RATE,2)") ×."
+else
+  note "Filled store ($SETTINGS): $RATE records/s against $EMPTY_RATE into an empty database: $(calc "round($RATE/$EMPTY_RATE,2)") × ($FILLED_MERGED against $EMPTY_MERGED counting the merge after DONE: $(calc "round($FILLED_MERGED/$EMPTY_MERGED,2)") ×; the merge took $MCPU PostgreSQL CPU-s)."
+  note "Empty database ($SETTINGS): its merge after DONE took $EMPTY_MCPU PostgreSQL CPU-s."
+fi
 
 # 4. GET entities of 100 ids on the filled store (ids of every prefill file and the upload).
 for k in $(seq 0 $((files - 1))); do
