@@ -90,13 +90,13 @@ source bench/server.sh
 # wait_merged URL -> TMERGE: how long until the recent tiers (migration 0012) are merged
 # into the main tables (the server does it in the background); "–" without tiers.
 wait_merged() {
-  local t0 p0; t0=$(now); p0=$(cluster_cpu); MCPU=0
+  local t0; t0=$(now)
   if [ "$(q "$1" "SELECT to_regclass('version_tiers') IS NOT NULL")" != t ]; then TMERGE="–"; return; fi
   until [ "$(q "$1" "SELECT NOT (EXISTS (SELECT 1 FROM recent_versions_0) OR EXISTS (SELECT 1 FROM recent_versions_1) \
       OR EXISTS (SELECT 1 FROM recent_lookup_keys_0) OR EXISTS (SELECT 1 FROM recent_lookup_keys_1))")" = t ]; do
     sleep 0.1
   done
-  TMERGE=$(calc "round($(now)-$t0,2)"); MCPU=$(calc "round($(cluster_cpu)-$p0,1)")
+  TMERGE=$(calc "round($(now)-$t0,2)")
 }
 # merged_rate ROWS -> records/s counting the merge after DONE ("–" without tiers)
 merged_rate() { if [ "$TMERGE" = "–" ]; then echo "–"; else calc "int($1/($TDONE+$TMERGE))"; fi; }
@@ -172,7 +172,7 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 if [ -z "${ONLY_PREFILL:-}" ]; then
   fresh_db intake_empty; start_server pg-empty "$PG_URL"
   upload "$WORK/contact.ldjson" empty "$CONTACT_ROWS"
-  EMPTY_RATE=$RATE; wait_merged "$PG_URL"; EMPTY_MERGED=$(merged_rate "$CONTACT_ROWS"); EMPTY_MCPU=$MCPU
+  EMPTY_RATE=$RATE; wait_merged "$PG_URL"; EMPTY_MERGED=$(merged_rate "$CONTACT_ROWS")
   row "empty | CONTACT | $CONTACT_ROWS | $T201 | $TDONE | $RATE | $TMERGE | $EMPTY_MERGED | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
   stop_server
   psql -q "$PG_ADMIN" -c "DROP DATABASE intake_empty WITH (FORCE)" > /dev/null
@@ -202,8 +202,7 @@ row "$n stored | CONTACT | $CONTACT_ROWS | $T201 | $TDONE | $RATE | $TMERGE | $F
 if [ "$TMERGE" = "–" ]; then
   note "Filled store ($SETTINGS): $RATE records/s against $EMPTY_RATE into an empty database: $(calc "round($RATE/$EMPTY_RATE,2)") ×."
 else
-  note "Filled store ($SETTINGS): $RATE records/s against $EMPTY_RATE into an empty database: $(calc "round($RATE/$EMPTY_RATE,2)") × ($FILLED_MERGED against $EMPTY_MERGED counting the merge after DONE: $(calc "round($FILLED_MERGED/$EMPTY_MERGED,2)") ×; the merge took $MCPU PostgreSQL CPU-s)."
-  note "Empty database ($SETTINGS): its merge after DONE took $EMPTY_MCPU PostgreSQL CPU-s."
+  note "Filled store ($SETTINGS): $RATE records/s against $EMPTY_RATE into an empty database: $(calc "round($RATE/$EMPTY_RATE,2)") × ($FILLED_MERGED against $EMPTY_MERGED counting the merge after DONE: $(calc "round($FILLED_MERGED/$EMPTY_MERGED,2)") ×)."
 fi
 
 # 4. GET entities of 100 ids on the filled store (ids of every prefill file and the upload).
