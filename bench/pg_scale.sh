@@ -13,7 +13,8 @@
 # CONTACT_ROWS (740000, ~207 MB), GET_CALLS (300), PG_PORT (5499), PG_DIR (where the cluster
 # lives; removed at the end unless KEEP_CLUSTER=1), BENCH_DIR (keeps the generated files;
 # shares them with bench/run.sh), BIN (the intake binary; default: built here), SKIP_BUILD,
-# EXTRA_PG (more `-c name=value` for the cluster), ONLY_PREFILL=1 (stop after the prefill
+# EXTRA_PG (more `-c name=value` for the cluster), THREE=0 (skip the three companies'
+# uploads on one instance and on three), ONLY_PREFILL=1 (stop after the prefill
 # and keep the cluster running, for EXPLAIN and the migration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,11 +76,12 @@ q() { psql -qAt "$1" -c "$2"; } # url sql
 # The postmaster's own fields 16+17 hold the CPU time of the children that have exited
 # (a closed connection's backend).
 cpu_of() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# (One awk over every process: a python call per process would add seconds per reading.)
 cluster_cpu() {
-  local total p
-  total=$(awk '{printf "%.2f", ($14 + $15 + $16 + $17) / 100}' "/proc/$PG_PID/stat")
-  for p in $(pgrep -P "$PG_PID"); do total=$(calc "$total + $(cpu_of "$p")"); done
-  echo "$total"
+  local files=() p
+  for p in $(pgrep -P "$PG_PID"); do files+=("/proc/$p/stat"); done
+  awk -v main="/proc/$PG_PID/stat" '{ t += $14 + $15; if (FILENAME == main) t += $16 + $17 }
+    END { printf "%.2f", t / 100 }' "/proc/$PG_PID/stat" "${files[@]}" 2>/dev/null
 }
 wal_lsn() { q "$PG_ADMIN" "SELECT pg_current_wal_lsn()"; }
 wal_mb_since() { q "$PG_ADMIN" "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$1') / 1e6)"; }
@@ -178,7 +180,68 @@ if [ -z "${ONLY_PREFILL:-}" ]; then
   psql -q "$PG_ADMIN" -c "DROP DATABASE intake_empty WITH (FORCE)" > /dev/null
 fi
 
-# 2. The prefill, back to back.
+# 2. Three companies' CONTACT uploads: all three sent to one instance, whose worker takes
+#    them one after another; then, on a fresh database, each sent to its own instance of
+#    three sharing the database and a spool directory, processed at once. Timed from the
+#    first upload to the last DONE.
+launch_instance() { # name database-url spool-dir -> SERVER_PID, URL
+  local dir="$WORK/$1"; rm -rf "$dir"; mkdir -p "$dir"
+  INTAKE_SPOOL_DIR=$3 "$BIN" serve --listen 127.0.0.1:0 --data-dir "$dir" --database "$2" \
+    --rate-limit-per-second 0 --rate-limit-per-day 0 --intake-rate-limit-per-second 0 \
+    > "$dir/stdout" 2> "$dir/stderr" &
+  SERVER_PID=$!
+  for _ in $(seq 300); do grep -q '^listening on' "$dir/stdout" 2>/dev/null && break; sleep 0.1; done
+  URL=$(sed -n 's/^listening on //p' "$dir/stdout")
+}
+# companies DATABASE-URL DATA-DIR -> CREDS: "key secret" of companies c1..c3 (made here)
+companies() {
+  CREDS=()
+  for c in 1 2 3; do
+    "$BIN" admin company create "c$c" --database "$1" --data-dir "$2" > /dev/null
+    CREDS+=("$("$BIN" admin key create --company "c$c" --json --database "$1" --data-dir "$2" \
+      | python3 -c "import json,sys;d=json.load(sys.stdin);print(d['accessKey'],d['accessKeySecret'])")")
+  done
+}
+# three_uploads URL1 URL2 URL3 -> T3 (s from the first upload to the last DONE)
+three_uploads() {
+  local urls=("$@") ids=() t0 c key secret
+  for c in 0 1 2; do
+    read -r key secret <<< "${CREDS[$c]}"
+    ids+=("$(curl -sf -u "$key:$secret" -X PUT "${urls[$c]}/v2/crm/integrations" -H 'content-type: application/json' \
+      -d '{"name":"bench","ownerEmail":"bench@example.com"}' | python3 -c "import json,sys;print(json.load(sys.stdin)['integrationId'])")")
+  done
+  t0=$(now)
+  for c in 0 1 2; do
+    read -r key secret <<< "${CREDS[$c]}"
+    curl -sf -u "$key:$secret" -F "dataFile=@$WORK/contact.ldjson" \
+      "${urls[$c]}/v2/crm/entities?integrationId=${ids[$c]}&objectType=CONTACT&clientRequestId=three" > /dev/null
+  done
+  for c in 0 1 2; do
+    read -r key secret <<< "${CREDS[$c]}"
+    until [ "$(curl -sf -u "$key:$secret" "${urls[$c]}/v2/crm/request-status?integrationId=${ids[$c]}&clientRequestId=three" \
+      | python3 -c "import json,sys;print(json.load(sys.stdin)['status'])")" = DONE ]; do sleep 0.05; done
+  done
+  T3=$(calc "round($(now)-$t0,2)")
+}
+if [ -z "${ONLY_PREFILL:-}" ] && [ "${THREE:-1}" != 0 ]; then
+  fresh_db intake_three_one; companies "$PG_URL" "$WORK/three-admin"
+  launch_instance three-one "$PG_URL" "$WORK/three-spool-1"
+  la=$(loadavg); three_uploads "$URL" "$URL" "$URL"; one_after_another=$T3
+  wait_merged "$PG_URL"; one_merged=$(calc "round($T3+${TMERGE/–/0},2)")
+  stop_server
+  fresh_db intake_three_at_once; companies "$PG_URL" "$WORK/three-admin"
+  PIDS=(); URLS=()
+  for i in 1 2 3; do launch_instance "three-$i" "$PG_URL" "$WORK/three-spool-3"; PIDS+=("$SERVER_PID"); URLS+=("$URL"); done
+  SERVER_PID=
+  three_uploads "${URLS[@]}"; at_once=$T3
+  wait_merged "$PG_URL"; at_once_merged=$(calc "round($T3+${TMERGE/–/0},2)")
+  for p in "${PIDS[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
+  note "Three companies' $CONTACT_ROWS-row CONTACT uploads ($SETTINGS): one instance, one after another, $one_after_another s to the last DONE ($one_merged s with the merges after it; load $la); three instances at once, $at_once s ($at_once_merged s; load $(loadavg)): $(calc "round($one_after_another/$at_once,2)") × the speed."
+  psql -q "$PG_ADMIN" -c "DROP DATABASE intake_three_one WITH (FORCE)" -c "DROP DATABASE intake_three_at_once WITH (FORCE)" > /dev/null
+  rm -rf "$WORK"/three-*
+fi
+
+# 3. The prefill, back to back.
 fresh_db intake_scale; start_server pg-scale "$PG_URL"
 t0=$(now); n=0; c0=$(cpu_of "$SERVER_PID"); p0=$(cluster_cpu); w0=$(wal_lsn)
 for k in $(seq 0 $((files - 1))); do
@@ -195,7 +258,7 @@ if [ -n "${ONLY_PREFILL:-}" ]; then
   exit 0
 fi
 
-# 3. The same CONTACT upload into the filled store.
+# 4. The same CONTACT upload into the filled store.
 upload "$WORK/contact.ldjson" after-prefill "$CONTACT_ROWS"
 wait_merged "$PG_URL"; FILLED_MERGED=$(merged_rate "$CONTACT_ROWS")
 row "$n stored | CONTACT | $CONTACT_ROWS | $T201 | $TDONE | $RATE | $TMERGE | $FILLED_MERGED | $SCPU | $PGCPU | $WALMB | $CKPTS | $(loadavg)"
@@ -205,14 +268,14 @@ else
   note "Filled store ($SETTINGS): $RATE records/s against $EMPTY_RATE into an empty database: $(calc "round($RATE/$EMPTY_RATE,2)") × ($FILLED_MERGED against $EMPTY_MERGED counting the merge after DONE: $(calc "round($FILLED_MERGED/$EMPTY_MERGED,2)") ×)."
 fi
 
-# 4. GET entities of 100 ids on the filled store (ids of every prefill file and the upload).
+# 5. GET entities of 100 ids on the filled store (ids of every prefill file and the upload).
 for k in $(seq 0 $((files - 1))); do
   sed -n '1~50s/^{"objectId":"\([^"]*\)".*/\1/p' "$(prefill_file "$k")"
 done > "$WORK/ids.txt"
 lat=$(get_latency "$WORK/ids.txt")
 note "GET entities of 100 ids on the $n-record store ($SETTINGS): p50 / p99 $lat ms over $GET_CALLS calls (load $(loadavg))."
 
-# 5. Disk per stored record.
+# 6. Disk per stored record.
 stored=$(q "$PG_URL" "SELECT count(*) FROM record_versions")
 size=$(q "$PG_URL" "SELECT pg_database_size(current_database())")
 note "Disk ($SETTINGS): pg_database_size $(calc "round($size/1e9,2)") GB for $stored stored versions: $(calc "int($size/$stored)") bytes per record."
