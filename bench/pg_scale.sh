@@ -76,12 +76,13 @@ q() { psql -qAt "$1" -c "$2"; } # url sql
 # The postmaster's own fields 16+17 hold the CPU time of the children that have exited
 # (a closed connection's backend).
 cpu_of() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# (One awk over every process: a python call per process would add seconds per reading.)
+# (One awk over every process: a python call per process would add seconds per reading; a
+# backend that exits meanwhile is skipped.)
 cluster_cpu() {
   local files=() p
   for p in $(pgrep -P "$PG_PID"); do files+=("/proc/$p/stat"); done
   awk -v main="/proc/$PG_PID/stat" '{ t += $14 + $15; if (FILENAME == main) t += $16 + $17 }
-    END { printf "%.2f", t / 100 }' "/proc/$PG_PID/stat" "${files[@]}" 2>/dev/null
+    END { printf "%.2f", t / 100 }' "/proc/$PG_PID/stat" "${files[@]}" 2>/dev/null || true
 }
 wal_lsn() { q "$PG_ADMIN" "SELECT pg_current_wal_lsn()"; }
 wal_mb_since() { q "$PG_ADMIN" "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$1') / 1e6)"; }
