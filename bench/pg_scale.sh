@@ -81,7 +81,9 @@ cpu_of() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null 
 cluster_cpu() {
   local files=() p
   for p in $(pgrep -P "$PG_PID"); do files+=("/proc/$p/stat"); done
-  awk -v main="/proc/$PG_PID/stat" '{ t += $14 + $15; if (FILENAME == main) t += $16 + $17 }
+  { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$PG_PID/stat"
+    cat "${files[@]}" 2>/dev/null | awk '{ print $14 + $15 }'; } | awk '{ t += $1 } END { printf "%.2f", t / 100 }'
+}
     END { printf "%.2f", t / 100 }' "/proc/$PG_PID/stat" "${files[@]}" 2>/dev/null || true
 }
 wal_lsn() { q "$PG_ADMIN" "SELECT pg_current_wal_lsn()"; }
