@@ -84,8 +84,6 @@ cluster_cpu() {
   { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$PG_PID/stat"
     cat "${files[@]}" 2>/dev/null | awk '{ print $14 + $15 }'; } | awk '{ t += $1 } END { printf "%.2f", t / 100 }'
 }
-    END { printf "%.2f", t / 100 }' "/proc/$PG_PID/stat" "${files[@]}" 2>/dev/null || true
-}
 wal_lsn() { q "$PG_ADMIN" "SELECT pg_current_wal_lsn()"; }
 wal_mb_since() { q "$PG_ADMIN" "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$1') / 1e6)"; }
 checkpoints() { q "$PG_ADMIN" "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
