@@ -5,7 +5,9 @@
 //! Layout shared by both backends: every applied line is a row of `record_versions`, keyed by
 //! (integration, object type, object id, modifiedDate, request sequence). The current state of
 //! a record is its greatest version in that key order, so applying a batch is one insert per
-//! line and applying the same line twice is harmless.
+//! line and applying the same line twice is harmless. (Each backend keeps the newest keys or
+//! rows in a small recent tier merged into the main table in the background: SQLite's
+//! `sqlite/tiers.rs`, PostgreSQL's `postgres/tiers.rs`.)
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -98,16 +98,15 @@ async fn three_instances_one_killed() {
     }
 
     // Every record stored once per file, and the newest file is the current state.
-    let (versions, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT (object_id, modified)) FROM record_versions",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (versions, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT (object_id, modified)) FROM all_versions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(versions, (FILES * (RECORDS - broken)) as i64);
     assert_eq!(distinct, versions);
     let uneven: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT object_id, count(*) FROM record_versions GROUP BY object_id HAVING count(*) <> $1",
+        "SELECT object_id, count(*) FROM all_versions GROUP BY object_id HAVING count(*) <> $1",
     )
     .bind(FILES as i64)
     .fetch_all(&pool)

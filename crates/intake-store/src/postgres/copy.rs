@@ -1,5 +1,6 @@
-//! Versions into `record_versions`: COPY in text format, PostgreSQL's fast path, and the
-//! multi-row insert that skips stored versions when COPY meets one.
+//! Versions into the active recent tier (`recent_versions_N`, see `tiers.rs`): COPY in text
+//! format, PostgreSQL's fast path, and the multi-row insert that skips stored versions
+//! when COPY meets one.
 
 use crate::ClaimedWork;
 
@@ -45,9 +46,10 @@ async fn copy_in<T>(
     copy.finish().await.map(|_| ())
 }
 
-/// Streams the batch's versions into `record_versions` with COPY.
+/// Streams the batch's versions into `table` (a recent tier) with COPY.
 pub(super) async fn copy_versions(
     tx: &mut sqlx::PgConnection,
+    table: &str,
     work: &ClaimedWork,
     object_type: i16,
     records: &[(u64, intake_model::ValidRecord)],
@@ -55,8 +57,10 @@ pub(super) async fn copy_versions(
     use std::io::Write;
     copy_in(
         tx,
-        "COPY record_versions (integration_id, object_type, object_id, modified, seq, \
-         line, deleted, body) FROM STDIN",
+        &format!(
+            "COPY {table} (integration_id, object_type, object_id, modified, seq, \
+             line, deleted, body) FROM STDIN"
+        ),
         records,
         |chunk, (line, record)| {
             let modified = record.modified.unwrap_or(work.accepted_at);
@@ -76,10 +80,11 @@ pub(super) async fn copy_versions(
     .await
 }
 
-/// Streams look-up keys (kind code, key, objectId) into `lookup_keys` with COPY; fails
-/// with a unique violation when one is stored already.
+/// Streams look-up keys (kind code, key, objectId) into `table` (a recent tier of
+/// `lookup_keys`) with COPY; fails with a unique violation when one is stored there already.
 pub(super) async fn copy_lookup_keys(
     tx: &mut sqlx::PgConnection,
+    table: &str,
     integration: crate::IntegrationId,
     object_type: i16,
     rows: &[(i16, String, &str)],
@@ -87,7 +92,7 @@ pub(super) async fn copy_lookup_keys(
     use std::io::Write;
     copy_in(
         tx,
-        "COPY lookup_keys (integration_id, kind, key, object_type, object_id) FROM STDIN",
+        &format!("COPY {table} (integration_id, kind, key, object_type, object_id) FROM STDIN"),
         rows,
         |chunk, (kind, key, object_id)| {
             write!(chunk, "{integration}\t{kind}\t").expect("writes to a Vec");
@@ -100,9 +105,11 @@ pub(super) async fn copy_lookup_keys(
     .await
 }
 
-/// The slow path of [`copy_versions`]: one multi-row insert that skips stored versions.
+/// The slow path of [`copy_versions`]: one multi-row insert that skips the versions stored
+/// in `table`. (One stored in another tier is the same row: a replay across a swap.)
 pub(super) async fn insert_versions_skipping_conflicts(
     tx: &mut sqlx::PgConnection,
+    table: &str,
     work: &ClaimedWork,
     object_type: i16,
     records: &[(u64, intake_model::ValidRecord)],
@@ -115,14 +122,14 @@ pub(super) async fn insert_versions_skipping_conflicts(
     let lines: Vec<i64> = records.iter().map(|(l, _)| *l as i64).collect();
     let deleted: Vec<bool> = records.iter().map(|(_, r)| r.deleted).collect();
     let bodies: Vec<&str> = records.iter().map(|(_, r)| r.body.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO record_versions (integration_id, object_type, object_id, modified, seq, \
+    sqlx::query(&format!(
+        "INSERT INTO {table} (integration_id, object_type, object_id, modified, seq, \
              line, deleted, body) \
          SELECT $1, $2, v.object_id, v.modified, $3, v.line, v.deleted, v.body \
          FROM UNNEST($4::text[], $5::bigint[], $6::bigint[], $7::boolean[], $8::text[]) \
              AS v(object_id, modified, line, deleted, body) \
-         ON CONFLICT DO NOTHING",
-    )
+         ON CONFLICT DO NOTHING"
+    ))
     .bind(work.integration_id)
     .bind(object_type)
     .bind(work.seq)

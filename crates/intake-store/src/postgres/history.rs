@@ -18,15 +18,16 @@ pub(super) async fn records_after(
     count: usize,
     as_of: i64,
 ) -> Result<Vec<(String, Option<RecordState>)>> {
-    // The ids by a forward scan of the primary key (object_id is COLLATE "C": byte order),
-    // each one's latest version up to `as_of` by a backward scan of its own keys.
+    // The ids by a forward scan of the primary keys of the tiers, merged (object_id is
+    // COLLATE "C": byte order), each one's latest version up to `as_of` by a backward scan
+    // of its own keys.
     let rows: Vec<IdWithVersion> = sqlx::query_as(
         "SELECT d.object_id, v.modified, v.deleted, v.body FROM ( \
-             SELECT DISTINCT object_id FROM record_versions \
+             SELECT DISTINCT object_id FROM all_versions \
              WHERE integration_id = $1 AND object_type = $2 AND object_id > $3 \
              ORDER BY object_id LIMIT $4 \
          ) d LEFT JOIN LATERAL ( \
-             SELECT modified, deleted, body FROM record_versions \
+             SELECT modified, deleted, body FROM all_versions \
              WHERE integration_id = $1 AND object_type = $2 AND object_id = d.object_id \
              AND modified <= $5 ORDER BY modified DESC, seq DESC LIMIT 1 \
          ) v ON true ORDER BY d.object_id",
@@ -80,7 +81,7 @@ pub(super) async fn for_each_current(
 ) -> Result<()> {
     use futures_util::TryStreamExt;
     let mut rows = sqlx::query_as::<_, (String, bool, String)>(
-        "SELECT object_id, deleted, body FROM record_versions \
+        "SELECT object_id, deleted, body FROM all_versions \
          WHERE integration_id = $1 AND object_type = $2 AND modified <= $3 \
          ORDER BY object_id, modified, seq",
     )

@@ -152,13 +152,15 @@ async fn drop_values(
     object_type: ObjectType,
     name: &str,
 ) -> Result<()> {
+    // Bodies change in place in every tier: no merge may copy one meanwhile.
+    super::tiers::exclude_merge(tx).await?;
     // The key as the model writes it; a body that lacks this text lacks the key.
     let needle = serde_json::to_string(name).expect("strings serialize");
     // Keyset pagination from before the first key (object ids are never empty).
     let mut after = (String::new(), i64::MIN, i64::MIN);
     loop {
         let rows: Vec<BodyRow> = sqlx::query_as(
-            "SELECT object_id, modified, seq, body FROM record_versions \
+            "SELECT object_id, modified, seq, body FROM all_versions \
              WHERE integration_id = $1 AND object_type = $2 \
              AND (object_id, modified, seq) > ($3, $4, $5) \
              AND strpos(body, $6) > 0 \
@@ -182,20 +184,24 @@ async fn drop_values(
                 bodies.push(body);
             }
         }
-        if !ids.is_empty() {
-            sqlx::query(
-                "UPDATE record_versions r SET body = u.body \
+        // In every tier (a version replayed across a swap is in two).
+        for table in super::tiers::VERSION_TABLES
+            .iter()
+            .filter(|_| !ids.is_empty())
+        {
+            sqlx::query(&format!(
+                "UPDATE {table} r SET body = u.body \
                  FROM UNNEST($3::text[], $4::bigint[], $5::bigint[], $6::text[]) \
                      AS u(object_id, modified, seq, body) \
                  WHERE r.integration_id = $1 AND r.object_type = $2 \
-                 AND r.object_id = u.object_id AND r.modified = u.modified AND r.seq = u.seq",
-            )
+                 AND r.object_id = u.object_id AND r.modified = u.modified AND r.seq = u.seq"
+            ))
             .bind(integration)
             .bind(object_type.code())
-            .bind(ids)
-            .bind(modified)
-            .bind(seqs)
-            .bind(bodies)
+            .bind(&ids)
+            .bind(&modified)
+            .bind(&seqs)
+            .bind(&bodies)
             .execute(&mut **tx)
             .await?;
         }

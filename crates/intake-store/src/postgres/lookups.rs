@@ -9,13 +9,14 @@ use super::PgStore;
 use crate::lookups::{batch_keys, DomainSettings, LookupHit, ReadSnapshot, ERASED_DESCRIPTION};
 use crate::{IntegrationId, RecordState, Result, StoreError};
 
-/// Writes the keys of a batch's versions inside its transaction with COPY, PostgreSQL's
-/// fast path. A key stored already (the same record uploaded again with the same value, or
+/// Writes the keys of a batch's versions inside its transaction into `table` (the active
+/// recent tier) with COPY, PostgreSQL's fast path. A key stored already (the same record uploaded again with the same value, or
 /// a replayed batch) makes COPY fail; then the keys are written again, skipping those
 /// stored. `stored_before` says that the batch's versions met stored ones: COPY is not
 /// tried.
 pub(super) async fn write(
     tx: &mut PgConnection,
+    table: &str,
     integration: IntegrationId,
     object_type: ObjectType,
     records: impl IntoIterator<Item = &ValidRecord>,
@@ -30,7 +31,8 @@ pub(super) async fn write(
     rows.dedup();
     if !stored_before {
         sqlx::query("SAVEPOINT copy_keys").execute(&mut *tx).await?;
-        match super::copy::copy_lookup_keys(tx, integration, object_type.code(), &rows).await {
+        match super::copy::copy_lookup_keys(tx, table, integration, object_type.code(), &rows).await
+        {
             Ok(()) => return Ok(()),
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                 sqlx::query("ROLLBACK TO SAVEPOINT copy_keys")
@@ -40,10 +42,10 @@ pub(super) async fn write(
             Err(err) => return Err(err.into()),
         }
     }
-    insert_rows(tx, integration, object_type, &rows).await
+    insert_rows(tx, table, integration, object_type, &rows).await
 }
 
-/// Writes keys, skipping those stored: one insert of arrays.
+/// Writes keys into the main `lookup_keys`, skipping those stored: one insert of arrays.
 pub(super) async fn insert(
     tx: &mut PgConnection,
     integration: IntegrationId,
@@ -52,11 +54,12 @@ pub(super) async fn insert(
 ) -> Result<()> {
     let mut rows = batch_keys(object_type, records);
     rows.sort_unstable();
-    insert_rows(tx, integration, object_type, &rows).await
+    insert_rows(tx, "lookup_keys", integration, object_type, &rows).await
 }
 
 async fn insert_rows(
     tx: &mut PgConnection,
+    table: &str,
     integration: IntegrationId,
     object_type: ObjectType,
     rows: &[(i16, String, &str)],
@@ -67,12 +70,12 @@ async fn insert_rows(
     let kinds: Vec<i16> = rows.iter().map(|r| r.0).collect();
     let keys: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
     let ids: Vec<&str> = rows.iter().map(|r| r.2).collect();
-    sqlx::query(
-        "INSERT INTO lookup_keys (integration_id, kind, key, object_type, object_id) \
+    sqlx::query(&format!(
+        "INSERT INTO {table} (integration_id, kind, key, object_type, object_id) \
          SELECT $1, k.kind, k.key, $2, k.object_id \
          FROM UNNEST($3::smallint[], $4::text[], $5::text[]) AS k(kind, key, object_id) \
-         ON CONFLICT DO NOTHING",
-    )
+         ON CONFLICT DO NOTHING"
+    ))
     .bind(integration)
     .bind(object_type.code())
     .bind(kinds)
@@ -99,7 +102,7 @@ pub(super) async fn backfill(store: &PgStore) -> Result<()> {
         type Row = (i64, i16, String, i64, i64, bool, String);
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT integration_id, object_type, object_id, modified, seq, deleted, body \
-             FROM record_versions \
+             FROM all_versions \
              WHERE (integration_id, object_type, object_id, modified, seq) > ($1, $2, $3, $4, $5) \
              ORDER BY integration_id, object_type, object_id, modified, seq LIMIT 5000",
         )
@@ -133,9 +136,10 @@ pub(super) async fn backfill(store: &PgStore) -> Result<()> {
     Ok(())
 }
 
-/// Removes an integration's keys and settings inside the purge's transaction.
+/// Removes an integration's keys (every tier) and settings inside the purge's transaction.
 pub(super) async fn purge(tx: &mut PgConnection, integration: IntegrationId) -> Result<()> {
-    for table in ["lookup_keys", "integration_settings"] {
+    let tables = super::tiers::LOOKUP_TABLES;
+    for table in tables.iter().chain(&["integration_settings"]) {
         sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = $1"))
             .bind(integration)
             .execute(&mut *tx)
@@ -184,10 +188,14 @@ pub(super) async fn read_snapshot(
     store: &PgStore,
     integration: IntegrationId,
 ) -> Result<Box<dyn ReadSnapshot>> {
-    // One round trip: the isolation level is given with the BEGIN.
+    // One round trip: the isolation level is given with the BEGIN, and the recent tiers are
+    // locked before the snapshot is taken (a merge's TRUNCATE is not MVCC-safe).
     let tx = store
         .pool
-        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .begin_with(format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; {}",
+            super::tiers::LOCK_RECENT
+        ))
         .await?;
     Ok(Box::new(Snapshot { tx, integration }))
 }
@@ -199,7 +207,7 @@ impl ReadSnapshot for Snapshot {
             return Ok(Vec::new());
         }
         let rows: Vec<(String, i16, String)> = sqlx::query_as(
-            "SELECT key, object_type, object_id FROM lookup_keys \
+            "SELECT DISTINCT key, object_type, object_id FROM all_lookup_keys \
              WHERE integration_id = $1 AND kind = $2 AND key = ANY($3)",
         )
         .bind(self.integration)
@@ -235,7 +243,7 @@ impl ReadSnapshot for Snapshot {
             "SELECT w.n, v.modified, v.deleted, v.body \
              FROM UNNEST($3::text[], $4::bigint[]) WITH ORDINALITY AS w(id, at, n) \
              CROSS JOIN LATERAL ( \
-                 SELECT modified, deleted, body FROM record_versions \
+                 SELECT modified, deleted, body FROM all_versions \
                  WHERE integration_id = $1 AND object_type = $2 AND object_id = w.id \
                  AND modified <= w.at ORDER BY modified DESC, seq DESC LIMIT 1 \
              ) v",
@@ -268,33 +276,44 @@ pub(super) async fn erase_records(
     asked: &str,
 ) -> Result<u64> {
     let mut tx = store.pool.begin().await?;
+    super::tiers::exclude_merge(&mut tx).await?;
     let mut bodies = Vec::new();
     let mut versions = 0u64;
     for (object_type, object_id) in records {
-        let rows: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM record_versions \
-             WHERE integration_id = $1 AND object_type = $2 AND object_id = $3 \
-             RETURNING body",
-        )
-        .bind(integration)
-        .bind(object_type.code())
-        .bind(object_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        versions += rows.len() as u64;
-        for body in rows {
-            for (kind, key) in intake_model::associate::lookup_keys(*object_type, &body) {
-                sqlx::query(
-                    "DELETE FROM lookup_keys WHERE integration_id = $1 AND kind = $2 AND key = $3 \
-                     AND object_type = $4 AND object_id = $5",
-                )
+        // Every tier; a version replayed across a swap is in two and counts once.
+        let mut rows: Vec<(i64, i64, String)> = Vec::new();
+        for table in super::tiers::VERSION_TABLES {
+            rows.extend(
+                sqlx::query_as::<_, (i64, i64, String)>(&format!(
+                    "DELETE FROM {table} \
+                     WHERE integration_id = $1 AND object_type = $2 AND object_id = $3 \
+                     RETURNING modified, seq, body"
+                ))
                 .bind(integration)
-                .bind(kind.code())
-                .bind(key)
                 .bind(object_type.code())
                 .bind(object_id)
-                .execute(&mut *tx)
-                .await?;
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+        }
+        rows.sort_unstable();
+        rows.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+        versions += rows.len() as u64;
+        for (_, _, body) in rows {
+            for (kind, key) in intake_model::associate::lookup_keys(*object_type, &body) {
+                for table in super::tiers::LOOKUP_TABLES {
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE integration_id = $1 AND kind = $2 \
+                         AND key = $3 AND object_type = $4 AND object_id = $5"
+                    ))
+                    .bind(integration)
+                    .bind(kind.code())
+                    .bind(&key)
+                    .bind(object_type.code())
+                    .bind(object_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             bodies.push((*object_type, body));
         }

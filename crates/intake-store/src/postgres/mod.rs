@@ -28,7 +28,10 @@ mod queue;
 mod rates;
 mod records;
 mod requests;
+mod tiers;
 mod webhooks;
+
+pub use tiers::Merged;
 
 /// How long opening the store waits for PostgreSQL to accept a first connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +44,8 @@ pub struct PgStore {
     work_signal: OnceCell<notify::WorkSignal>,
     /// The deal board's latest facts per integration (see `board.rs`).
     board_cache: crate::board::BoardCache,
+    /// The merge of a recent tier this instance runs, if any (see `tiers.rs`).
+    merges: tiers::Merges,
 }
 
 crate::delegate::impl_store!(PgStore, "postgres");
@@ -84,6 +89,7 @@ impl PgStore {
             pool,
             work_signal: OnceCell::new(),
             board_cache: Default::default(),
+            merges: Default::default(),
         };
         lookups::backfill(&store).await?;
         Ok(store)
@@ -95,6 +101,7 @@ impl Drop for PgStore {
         if let Some(signal) = self.work_signal.get() {
             signal.task.abort();
         }
+        self.merges.abort();
     }
 }
 

@@ -135,13 +135,16 @@ pub(super) async fn apply_batch(
     let object_type = upload_type.code();
     let mut tx = store.pool.begin().await?;
     // The lease check takes the request's row lock first; nothing is written unless the
-    // lease is ours.
-    let owned = sqlx::query(
-        "UPDATE requests SET checkpoint_line = $1, success_count = $2, \
+    // lease is ours. The same statement reads the active recent tier FOR SHARE: a swap
+    // waits for this transaction (see `tiers.rs`).
+    let tier: Option<i16> = sqlx::query_scalar(
+        "WITH tier AS (SELECT active FROM version_tiers WHERE id = 1 FOR SHARE) \
+         UPDATE requests SET checkpoint_line = $1, success_count = $2, \
              error_count = $3, listed_errors = listed_errors + $4, \
              sidecar = coalesce($7, sidecar), errors_bytes = coalesce($8, errors_bytes), \
              failed_bytes = coalesce($9, failed_bytes) \
-         WHERE seq = $5 AND lease_owner = $6 AND status = 'IN_PROGRESS'",
+         FROM tier WHERE seq = $5 AND lease_owner = $6 AND status = 'IN_PROGRESS' \
+         RETURNING tier.active",
     )
     .bind(batch.checkpoint_line as i64)
     .bind(batch.success_count as i64)
@@ -152,11 +155,15 @@ pub(super) async fn apply_batch(
     .bind(batch.sidecar.as_ref().map(|m| m.name.as_str()))
     .bind(batch.sidecar.as_ref().map(|m| m.errors_bytes as i64))
     .bind(batch.sidecar.as_ref().map(|m| m.failed_bytes as i64))
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    if let Err(lost) = lease_kept(owned.rows_affected()) {
-        return Ok(Err(lost));
-    }
+    let Some(tier) = tier else {
+        return Ok(Err(LeaseLost));
+    };
+    let (versions, keys) = (
+        super::tiers::recent_versions(tier),
+        super::tiers::recent_lookup_keys(tier),
+    );
     if !batch.records.is_empty() {
         // COPY is PostgreSQL's fast path. A checkpoint commits with its rows, so a
         // resumed request never sends a stored row again and COPY meets no conflict;
@@ -164,20 +171,28 @@ pub(super) async fn apply_batch(
         sqlx::query("SAVEPOINT copy_versions")
             .execute(&mut *tx)
             .await?;
-        let stored_before = match copy_versions(&mut tx, work, object_type, &batch.records).await {
-            Ok(()) => false,
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                sqlx::query("ROLLBACK TO SAVEPOINT copy_versions")
-                    .execute(&mut *tx)
+        let stored_before =
+            match copy_versions(&mut tx, versions, work, object_type, &batch.records).await {
+                Ok(()) => false,
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT copy_versions")
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_versions_skipping_conflicts(
+                        &mut tx,
+                        versions,
+                        work,
+                        object_type,
+                        &batch.records,
+                    )
                     .await?;
-                insert_versions_skipping_conflicts(&mut tx, work, object_type, &batch.records)
-                    .await?;
-                true
-            }
-            Err(err) => return Err(err.into()),
-        };
+                    true
+                }
+                Err(err) => return Err(err.into()),
+            };
         super::lookups::write(
             &mut tx,
+            keys,
             work.integration_id,
             upload_type,
             batch.records.iter().map(|(_, record)| record),

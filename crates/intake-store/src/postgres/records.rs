@@ -1,5 +1,6 @@
 //! The stored versions: the current state and history reads, and the purge of a deleted
-//! integration's data. One index over every version: no upkeep to do.
+//! integration's data. Versions are in the main table and two recent tiers (`tiers.rs`);
+//! reads go through the view `all_versions` over the three.
 
 use std::collections::HashMap;
 
@@ -14,12 +15,12 @@ pub(super) async fn current_objects(
     object_type: ObjectType,
     ids: &[String],
 ) -> Result<HashMap<String, Option<String>>> {
-    // Each id's latest version by a backward scan of the primary key: only that
-    // version's body is read, however long the record's history.
+    // Each id's latest version by a backward scan of each tier's primary key, merged: only
+    // that version's body is read, however long the record's history.
     let rows: Vec<(String, bool, String)> = sqlx::query_as(
         "SELECT i.id, v.deleted, v.body FROM UNNEST($3::text[]) AS i(id) \
          CROSS JOIN LATERAL ( \
-             SELECT deleted, body FROM record_versions \
+             SELECT deleted, body FROM all_versions \
              WHERE integration_id = $1 AND object_type = $2 AND object_id = i.id \
              ORDER BY modified DESC, seq DESC LIMIT 1 \
          ) v",
@@ -45,8 +46,10 @@ pub(super) async fn versions(
     object_type: ObjectType,
     object_id: &str,
 ) -> Result<Vec<Version>> {
+    // A version replayed across a swap is in two tiers, the same row: shown once.
     Ok(sqlx::query_as(
-        "SELECT modified, seq, line, deleted, body FROM record_versions \
+        "SELECT DISTINCT ON (modified, seq) modified, seq, line, deleted, body \
+         FROM all_versions \
          WHERE integration_id = $1 AND object_type = $2 AND object_id = $3 \
          ORDER BY modified, seq",
     )
@@ -59,7 +62,9 @@ pub(super) async fn versions(
 
 pub(super) async fn purge_integration(store: &PgStore, integration: IntegrationId) -> Result<()> {
     let mut tx = store.pool.begin().await?;
-    for table in ["record_versions", "schema_fields"] {
+    super::tiers::exclude_merge(&mut tx).await?;
+    let tables = super::tiers::VERSION_TABLES;
+    for table in tables.iter().chain(&["schema_fields"]) {
         sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = $1"))
             .bind(integration)
             .execute(&mut *tx)
@@ -71,7 +76,7 @@ pub(super) async fn purge_integration(store: &PgStore, integration: IntegrationI
     Ok(())
 }
 
-/// Nothing to maintain: PostgreSQL keeps one index over every version.
-pub(super) async fn maintain(_store: &PgStore, _idle: bool) -> Result<bool> {
-    Ok(false)
+/// Starts the merge of a recent tier when one is due (see `tiers.rs`).
+pub(super) async fn maintain(store: &PgStore, idle: bool) -> Result<bool> {
+    super::tiers::maintain(store, idle).await
 }

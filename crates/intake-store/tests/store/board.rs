@@ -382,8 +382,15 @@ async fn forget_the_projection(site: &Site) {
         }
         pool.close().await;
     } else {
+        // A PostgreSQL store from before the projection had no recent tiers (migration
+        // 0012): every version in `record_versions`, where migration 0004 reads them.
+        let merged = [
+            "INSERT INTO record_versions SELECT * FROM recent_versions_0 ON CONFLICT DO NOTHING",
+            "INSERT INTO record_versions SELECT * FROM recent_versions_1 ON CONFLICT DO NOTHING",
+            "TRUNCATE recent_versions_0, recent_versions_1",
+        ];
         let pool = sqlx::PgPool::connect(&site.url).await.unwrap();
-        for sql in statements {
+        for sql in merged.iter().chain(&statements) {
             sqlx::query(sql).execute(&pool).await.unwrap();
         }
         pool.close().await;

@@ -12,6 +12,7 @@ mod contract;
 mod faults;
 mod lookups;
 mod ops;
+mod pg_tiers;
 mod rates;
 mod scenario;
 mod sessions;
