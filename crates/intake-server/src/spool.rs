@@ -104,6 +104,9 @@ impl Spool {
     /// are left alone. Returns how many were removed.
     pub async fn remove_orphans(&self, store: &dyn Store) -> std::io::Result<usize> {
         let mut removed = 0;
+        // Whether each errors generation looked up is abandoned: its two or three files
+        // need one look-up, not one each.
+        let mut abandoned = std::collections::HashMap::<String, bool>::new();
         let mut entries = tokio::fs::read_dir(&self.dir).await?;
         while let Some(entry) = entries.next_entry().await? {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -123,6 +126,12 @@ impl Spool {
                 .and_then(|modified| SystemTime::now().duration_since(modified).ok())
                 .is_some_and(|age| age > ORPHANED_AFTER);
             if !old {
+                continue;
+            }
+            if let Some(&known) = generation.and_then(|g| abandoned.get(g)) {
+                if known && tokio::fs::remove_file(entry.path()).await.is_ok() {
+                    removed += 1;
+                }
                 continue;
             }
             let source = store.error_source(company, client_request_id).await;
@@ -146,6 +155,9 @@ impl Spool {
                     false
                 }
             };
+            if let Some(generation) = generation {
+                abandoned.insert(generation.to_owned(), orphan);
+            }
             if orphan {
                 tracing::info!(file = %name, "removing a spool file no request waits for");
                 if tokio::fs::remove_file(entry.path()).await.is_ok() {

@@ -887,6 +887,18 @@ mod tests {
     type FakeRow = (i64, i64, String, i64, bool, String);
 
     /// A projection in memory.
+    /// A fake row as the projection gives it, its label as the first fact.
+    fn fact_row((seq, line, id, modified, deleted, label): &FakeRow) -> FactRow<'_> {
+        FactRow {
+            object_id: id,
+            modified: *modified,
+            seq: *seq,
+            line: *line,
+            deleted: *deleted,
+            facts: [Some(label.as_str()), None, None, None, None, None, None],
+        }
+    }
+
     #[derive(Default)]
     struct Fake {
         rows: std::sync::Mutex<Vec<FakeRow>>,
@@ -921,16 +933,9 @@ mod tests {
         ) -> crate::Result<()> {
             let mut rows = self.rows.lock().unwrap().clone();
             rows.sort_by_key(|r| (r.0, r.1));
-            for (seq, line, id, modified, deleted, label) in &rows {
-                if (*seq, *line) > after && (*seq, *line) <= through {
-                    each(FactRow {
-                        object_id: id,
-                        modified: *modified,
-                        seq: *seq,
-                        line: *line,
-                        deleted: *deleted,
-                        facts: [Some(label.as_str()), None, None, None, None, None, None],
-                    })?;
+            for row in &rows {
+                if (row.0, row.1) > after && (row.0, row.1) <= through {
+                    each(fact_row(row))?;
                 }
             }
             Ok(())
@@ -945,16 +950,9 @@ mod tests {
             self.keyed
                 .fetch_add(keys.len(), std::sync::atomic::Ordering::SeqCst);
             let rows = self.rows.lock().unwrap().clone();
-            for (seq, line, id, modified, deleted, label) in &rows {
-                if keys.contains(&(*seq, *line)) {
-                    each(FactRow {
-                        object_id: id,
-                        modified: *modified,
-                        seq: *seq,
-                        line: *line,
-                        deleted: *deleted,
-                        facts: [Some(label.as_str()), None, None, None, None, None, None],
-                    })?;
+            for row in &rows {
+                if keys.contains(&(row.0, row.1)) {
+                    each(fact_row(row))?;
                 }
             }
             Ok(())
