@@ -1,13 +1,20 @@
-//! `Connection: close` on an HTTP/1 answer given before its request's body was read to the
-//! end (a 413 over a limit, a 415 for the wrong type, a 401 before the upload): hyper then
-//! closes the connection, and a client told so does not send its next request down a
-//! connection that is going away. Without the header a keep-alive client could reuse it in
-//! the moment before the close reaches it, and see a broken pipe instead of an answer.
+//! Answers given before their request's body was read to the end (a 409 for a used
+//! clientRequestId, a 413 over a limit, a 415 for the wrong type, a 401 before the upload).
+//!
+//! A small unread body (at most [`DRAIN_BYTES`], arriving within [`DRAIN_TIME`]) is read
+//! and dropped before the answer goes out. Closing a socket with unread bytes in it makes
+//! the kernel reset the connection, and a client still writing its body then sees a broken
+//! pipe instead of the answer — and may retry a request that was in fact refused.
+//!
+//! A larger body is not read: the answer carries `Connection: close` on HTTP/1, hyper then
+//! closes the connection, and a keep-alive client told so does not send its next request
+//! down a connection that is going away.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -15,11 +22,20 @@ use axum::http::{header, HeaderValue, Version};
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::sync::oneshot;
 
-/// A request body that records when it has been read to its end.
+/// Most bytes of an unread body read and dropped before an early answer.
+pub const DRAIN_BYTES: u64 = 1 << 20;
+/// Longest wait for them.
+pub const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// A request body that records when it has been read to its end, and hands itself back
+/// to the middleware when dropped before that.
 struct Tracked {
-    inner: Body,
+    inner: Option<Body>,
     ended: Arc<AtomicBool>,
+    unread: Option<oneshot::Sender<Body>>,
 }
 
 impl http_body::Body for Tracked {
@@ -30,20 +46,57 @@ impl http_body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.ended.store(true, Ordering::Relaxed);
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || inner.is_end_stream() {
+            this.ended.store(true, Ordering::Relaxed);
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
     }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.ended.load(Ordering::Relaxed) {
+            return;
+        }
+        if let (Some(body), Some(unread)) = (self.inner.take(), self.unread.take()) {
+            let _ = unread.send(body);
+        }
+    }
+}
+
+/// Reads `body` to its end if that is at most [`DRAIN_BYTES`] within [`DRAIN_TIME`].
+async fn drain(mut body: Body) -> bool {
+    let read_all = async {
+        let mut read = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                read += data.len() as u64;
+                if read > DRAIN_BYTES {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIME, read_all)
+        .await
+        .unwrap_or(false)
 }
 
 pub async fn middleware(request: Request, next: Next) -> Response {
@@ -51,13 +104,28 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     if parts.version > Version::HTTP_11 || http_body::Body::is_end_stream(&body) {
         return next.run(Request::from_parts(parts, body)).await;
     }
+    let small = http_body::Body::size_hint(&body)
+        .upper()
+        .is_some_and(|len| len <= DRAIN_BYTES);
     let ended = Arc::new(AtomicBool::new(false));
+    let (unread, mut handed_back) = oneshot::channel();
     let body = Body::new(Tracked {
-        inner: body,
+        inner: Some(body),
         ended: ended.clone(),
+        unread: Some(unread),
     });
     let mut response = next.run(Request::from_parts(parts, body)).await;
-    if !ended.load(Ordering::Relaxed) {
+    if ended.load(Ordering::Relaxed) {
+        return response;
+    }
+    // Still held (a streamed answer reading the body as it goes): not waited for.
+    let drained = match handed_back.try_recv() {
+        Ok(body) if small || http_body::Body::size_hint(&body).upper().is_none() => {
+            drain(body).await
+        }
+        _ => false,
+    };
+    if !drained {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -555,11 +555,12 @@ fn assert_refused(case: &str, reply: &RawReply, status: u16, text: &str) {
     );
 }
 
-/// An answer given before its request's body was read (here a 415 for the wrong content
-/// type, a 413 over the activity limit) says `Connection: close`, so a keep-alive client
+/// An answer given before its request's body was read says `Connection: close` when the
+/// body is over a megabyte (here a 415 for the wrong content type), so a keep-alive client
 /// never sends its next request down the connection hyper is closing: each of many such
 /// pairs on one pooled client gets its answer (without the header, some next requests met
-/// a broken pipe). An answer after the whole body was read keeps the connection.
+/// a broken pipe). A smaller body (a 413 over the activity limit) is read and dropped, and
+/// the connection kept, as it is after an answer that read the whole body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_before_the_body_close_the_connection() {
     let site = Site::new(Backend::Sqlite).await.unwrap();
@@ -573,7 +574,7 @@ async fn answers_before_the_body_close_the_connection() {
             .body(body)
             .send()
     };
-    let wrong_type = "{}\n".repeat(20_000);
+    let wrong_type = "{}\n".repeat(400_000);
     let too_many = "{}\n".repeat(100_001);
     for round in 0..40 {
         let refused = batch("text/csv", wrong_type.clone()).await.unwrap();
@@ -583,6 +584,11 @@ async fn answers_before_the_body_close_the_connection() {
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
         assert_eq!(over.status(), 413, "round {round}");
+        assert!(
+            over.headers().get("connection").is_none(),
+            "round {round}: {:?}",
+            over.headers()
+        );
         let answered = batch("application/x-ndjson", String::new())
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
@@ -593,6 +599,56 @@ async fn answers_before_the_body_close_the_connection() {
             answered.headers()
         );
     }
+}
+
+/// A refusal decided before the body is read (a used clientRequestId) waits for a small
+/// body to come in and reads it, rather than closing a connection with unread bytes in it:
+/// the kernel would reset it, and a client still writing its body would see a broken pipe
+/// instead of the 409 (and could take its retry's 409 for an earlier try that got through).
+/// The connection then serves the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_before_a_small_body_reads_it_and_keeps_the_connection() {
+    let site = Site::new(Backend::Sqlite).await.unwrap();
+    let server = site.start(&[]);
+    let id = server.register().await;
+    let first = server.upload(id, "CONTACT", "used", LINE).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+
+    let body = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"dataFile\"; filename=\"f.ldjson\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n{LINE}\r\n--b--\r\n"
+    );
+    let head = format!(
+        "POST /v2/crm/entities?integrationId={id}&objectType=CONTACT&clientRequestId=used \
+         HTTP/1.1\r\nHost: intake\r\nAuthorization: {}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\n\r\n",
+        basic(&server),
+        body.len()
+    );
+    let address = server.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server has the head and can refuse now; the body comes a little later.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let refused = read_reply("used clientRequestId", &mut stream, false).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(
+        envelope(&refused).errors,
+        ["Client request id has already been used"]
+    );
+    assert!(
+        !refused.head.contains("connection: close"),
+        "{}",
+        refused.head
+    );
+
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: intake\r\n\r\n")
+        .await
+        .unwrap();
+    let health = read_reply("health on the same connection", &mut stream, false).await;
+    assert_eq!(health.status, 200, "{}", health.body);
 }
 
 /// The requests hyper cannot parse, which it answers itself before a request exists: the
