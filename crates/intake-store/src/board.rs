@@ -664,7 +664,9 @@ impl BoardCache {
                 return Ok(Some(records.clone()));
             }
         }
-        let (mut rows, fetch) = entry.latest.as_of(as_of);
+        let (mut rows, mut fetch) = entry.latest.as_of(as_of);
+        // In key order: the look-ups then walk the projection's primary key forward.
+        fetch.sort_unstable();
         if !read_by_keys(fetch.len(), entry.latest.versions) {
             tracing::debug!(
                 integration,

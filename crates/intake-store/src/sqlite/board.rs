@@ -7,6 +7,8 @@
 //! board reads one range in key order. Each record's latest version is chosen in memory
 //! ([`crate::board::Collector`]).
 
+use std::fmt::Write as _;
+
 use intake_model::{on_board, BoardFact, ObjectType};
 use sqlx::SqliteConnection;
 
@@ -91,7 +93,6 @@ pub(super) async fn board_records(
         object_type,
         as_of,
         ((i64::MIN, i64::MIN), (i64::MAX, i64::MAX)),
-        None,
         &mut |row| collector.push_row(&row),
     )
     .await?;
@@ -133,7 +134,6 @@ impl Projection for SqliteStore {
             object_type,
             i64::MAX,
             (after, through),
-            None,
             each,
         )
         .await
@@ -146,117 +146,216 @@ impl Projection for SqliteStore {
         keys: &[(RequestSeq, i64)],
         each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
     ) -> Result<()> {
-        read_rows(
-            self,
-            integration,
-            object_type,
-            i64::MAX,
-            ((i64::MIN, i64::MIN), (i64::MAX, i64::MAX)),
-            Some(keys),
-            each,
-        )
-        .await
+        read_keyed_rows(self, integration, object_type, keys, each).await
     }
 }
 
+/// One row of the projection as [`row_text`] writes it (fields separated by U+001F, rows
+/// by U+001E; no objectId holds them, and the facts are JSON texts, where control
+/// characters are always escaped): sqlx's cost per row is several times SQLite's own for
+/// rows this narrow. An absent fact is an empty field (no JSON text is empty).
+fn row_text() -> String {
+    let facts = BoardFact::ALL
+        .iter()
+        .map(|f| format!(" || char(31) || ifnull({}, '')", f.column()))
+        .collect::<String>();
+    format!(
+        "object_id || char(31) || modified || char(31) || seq || char(31) || line \
+         || char(31) || deleted{facts}"
+    )
+}
+
+/// The fields of one row of [`row_text`]: objectId, modifiedDate, seq, line, deleted and
+/// the facts.
+fn parse_row(row: &str) -> Result<FactRow<'_>> {
+    let corrupt = || StoreError::Corrupt(format!("board_facts row: {row:.80}"));
+    let mut fields = row.split('\u{1f}');
+    let mut next = || fields.next().ok_or_else(corrupt);
+    let object_id = next()?;
+    let mut number = || next()?.parse::<i64>().map_err(|_| corrupt());
+    let (modified, seq, line, deleted) = (number()?, number()?, number()?, number()?);
+    let mut facts = [None; 7];
+    for fact in &mut facts {
+        *fact = Some(next()?).filter(|f| !f.is_empty());
+    }
+    if fields.next().is_some() {
+        return Err(corrupt());
+    }
+    Ok(FactRow {
+        object_id,
+        modified,
+        seq,
+        line,
+        deleted: deleted != 0,
+        facts,
+    })
+}
+
+/// The greatest (seq, line) of the rows of `text` (rows of [`row_text`] joined by U+001E),
+/// where the next chunk of a read in key order starts.
+fn last_key(text: &str) -> Result<(RequestSeq, i64)> {
+    let mut last = (RequestSeq::MIN, i64::MIN);
+    for row in text.split('\u{1e}') {
+        let mut fields = row.splitn(5, '\u{1f}').skip(2);
+        let mut number = || fields.next().and_then(|f| f.parse::<i64>().ok());
+        match (number(), number()) {
+            (Some(seq), Some(line)) => last = last.max((seq, line)),
+            _ => return Err(StoreError::Corrupt(format!("board_facts row: {row:.80}"))),
+        }
+    }
+    Ok(last)
+}
+
+/// Texts of rows made by a task of its own, one query ahead of their reader: SQLite
+/// writes the next chunk on its thread while this one is parsed on a runtime thread (the
+/// two cores both at work; the whole read of a type was their sum).
+type Texts = tokio::sync::mpsc::Receiver<Result<String>>;
+
+/// Hands each row of every text to `each`, in the order they come.
+async fn each_text(
+    mut texts: Texts,
+    each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
+) -> Result<()> {
+    // Dropping `texts` on an error stops the task that makes them.
+    while let Some(text) = texts.recv().await {
+        for row in text?.split('\u{1e}') {
+            each(parse_row(row)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts `make` on a task of its own, giving it where to send its texts.
+fn texts<F>(make: impl FnOnce(tokio::sync::mpsc::Sender<Result<String>>) -> F) -> Texts
+where
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let (sender, texts) = tokio::sync::mpsc::channel(1);
+    let made = make(sender.clone());
+    tokio::spawn(async move {
+        if let Err(err) = made.await {
+            let _ = sender.send(Err(err)).await;
+        }
+    });
+    texts
+}
+
 /// Reads one type's projection up to `as_of`, of the rows with (seq, line) in `(after,
-/// through]` (and, with `keys`, of those keys only, each looked up in the primary key),
-/// [`chunk_rows`] rows per query as one text (fields separated by U+001F, rows by U+001E;
-/// no objectId holds them, and the facts are JSON texts, where control characters are
-/// always escaped): sqlx's cost per row is several times SQLite's own for rows this
-/// narrow. An absent fact is an empty field (no JSON text is empty).
+/// through]`, in key order, [`chunk_rows`] rows per query as one text ([`row_text`]).
 async fn read_rows(
     store: &SqliteStore,
     integration: IntegrationId,
     object_type: ObjectType,
     as_of: i64,
     (after, through): ((RequestSeq, i64), (RequestSeq, i64)),
-    keys: Option<&[(RequestSeq, i64)]>,
     each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
 ) -> Result<()> {
-    let facts = BoardFact::ALL
-        .iter()
-        .map(|f| format!(" || char(31) || ifnull({}, '')", f.column()))
-        .collect::<String>();
-    // ?9: the keys as a JSON array of [seq, line] pairs. With keys, the range's terms are
-    // written `+seq, +line` so that SQLite looks each key up in the primary key instead of
-    // scanning the range and testing every row against the list: the whole projection per
-    // chunk of keys (EXPLAIN QUERY PLAN; 100,000 keys took 0.9-1 s, BENCHMARKS.md).
-    let (keyed, column) = if keys.is_some() {
-        (
-            "(seq, line) IN (SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?9) AS k)",
-            "+",
-        )
-    } else {
-        ("?9 IS NULL", "")
-    };
     let sql = format!(
-        "SELECT count(*), group_concat(object_id || char(31) || modified || char(31) || seq \
-         || char(31) || line || char(31) || deleted{facts}, char(30)) FROM ( \
+        "SELECT count(*), group_concat({}, char(30)) FROM ( \
              SELECT * FROM board_facts \
              WHERE integration_id = ?1 AND object_type = ?2 \
-             AND ({column}seq, {column}line) > (?3, ?4) \
-             AND ({column}seq, {column}line) <= (?7, ?8) AND modified <= ?5 AND {keyed} \
-             ORDER BY seq, line LIMIT ?6)"
+             AND (seq, line) > (?3, ?4) AND (seq, line) <= (?7, ?8) AND modified <= ?5 \
+             ORDER BY seq, line LIMIT ?6)",
+        row_text()
     );
-    let keys = keys.map(|keys| {
-        let mut json = String::from("[");
-        for (k, (seq, line)) in keys.iter().enumerate() {
-            if k > 0 {
-                json.push(',');
-            }
-            json.push_str(&format!("[{seq},{line}]"));
-        }
-        json.push(']');
-        json
-    });
     let chunk = chunk_rows(store);
-    let mut conn = store.pool.acquire().await?;
-    let (mut after_seq, mut after_line) = after;
-    loop {
-        let (count, text): (i64, Option<String>) = sqlx::query_as(&sql)
-            .bind(integration)
-            .bind(object_type.code())
-            .bind(after_seq)
-            .bind(after_line)
-            .bind(as_of)
-            .bind(chunk)
-            .bind(through.0)
-            .bind(through.1)
-            .bind(keys.as_deref())
-            .fetch_one(&mut *conn)
-            .await?;
-        let Some(text) = text else { break };
-        for row in text.split('\u{1e}') {
-            let corrupt = || StoreError::Corrupt(format!("board_facts row: {row:.80}"));
-            let mut fields = row.split('\u{1f}');
-            let mut next = || fields.next().ok_or_else(corrupt);
-            let object_id = next()?;
-            let mut number = || next()?.parse::<i64>().map_err(|_| corrupt());
-            let (modified, seq, line, deleted) = (number()?, number()?, number()?, number()?);
-            let mut facts = [None; 7];
-            for fact in &mut facts {
-                *fact = Some(next()?).filter(|f| !f.is_empty());
+    let pool = store.pool.clone();
+    let texts = texts(|sender| async move {
+        let mut conn = pool.acquire().await?;
+        let mut after = after;
+        loop {
+            let (count, text): (i64, Option<String>) = sqlx::query_as(&sql)
+                .bind(integration)
+                .bind(object_type.code())
+                .bind(after.0)
+                .bind(after.1)
+                .bind(as_of)
+                .bind(chunk)
+                .bind(through.0)
+                .bind(through.1)
+                .fetch_one(&mut *conn)
+                .await?;
+            let Some(text) = text else { break };
+            after = after.max(last_key(&text)?);
+            if sender.send(Ok(text)).await.is_err() || count < chunk {
+                break;
             }
-            if fields.next().is_some() {
-                return Err(corrupt());
+        }
+        Ok(())
+    });
+    each_text(texts, each).await
+}
+
+/// Reads the rows of `keys`, [`KEYS_PER_QUERY`] a query, each key looked up in the primary
+/// key. The keys go as one JSON array of integers, `seq << 32 | line`, and `json_each`
+/// drives the join (`CROSS JOIN` keeps that order): a list of `[seq, line]` pairs
+/// matched with `(seq, line) IN (...)` cost SQLite two JSON extractions a key and a sort,
+/// 2.6 times the time (67 against 26 ms for 10,000 keys on the bench's store,
+/// BENCHMARKS.md). Keys out of that range (never made: a seq and a line each fit 32 bits
+/// for 4 G uploads of 4 G lines) are read one by one.
+async fn read_keyed_rows(
+    store: &SqliteStore,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    keys: &[(RequestSeq, i64)],
+    each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
+) -> Result<()> {
+    let sql = format!(
+        "SELECT group_concat({}, char(30)) FROM json_each(?3) AS k \
+         CROSS JOIN board_facts f ON f.integration_id = ?1 AND f.object_type = ?2 \
+         AND f.seq = (k.value >> 32) AND f.line = (k.value & 4294967295)",
+        row_text()
+    );
+    let fits = |&(seq, line): &(RequestSeq, i64)| {
+        (0..=u32::MAX as i64).contains(&seq) && (0..=u32::MAX as i64).contains(&line)
+    };
+    let mut sorted: Vec<(RequestSeq, i64)> = keys.iter().copied().filter(fits).collect();
+    sorted.sort_unstable();
+    let pool = store.pool.clone();
+    let texts = texts(|sender| async move {
+        let mut conn = pool.acquire().await?;
+        let mut json = String::new();
+        for chunk in sorted.chunks(KEYS_PER_QUERY) {
+            json.clear();
+            json.push('[');
+            for (k, (seq, line)) in chunk.iter().enumerate() {
+                if k > 0 {
+                    json.push(',');
+                }
+                let _ = write!(json, "{}", seq << 32 | line);
             }
-            (after_seq, after_line) = (after_seq, after_line).max((seq, line));
-            each(FactRow {
-                object_id,
-                modified,
-                seq,
-                line,
-                deleted: deleted != 0,
-                facts,
-            })?;
+            json.push(']');
+            let text: Option<String> = sqlx::query_scalar(&sql)
+                .bind(integration)
+                .bind(object_type.code())
+                .bind(&json)
+                .fetch_one(&mut *conn)
+                .await?;
+            if let Some(text) = text {
+                if sender.send(Ok(text)).await.is_err() {
+                    break;
+                }
+            }
         }
-        if count < chunk {
-            break;
-        }
+        Ok(())
+    });
+    each_text(texts, each).await?;
+    for &(seq, line) in keys.iter().filter(|k| !fits(k)) {
+        read_rows(
+            store,
+            integration,
+            object_type,
+            i64::MAX,
+            ((seq, line.saturating_sub(1)), (seq, line)),
+            each,
+        )
+        .await?;
     }
     Ok(())
 }
+
+/// Keys per query of [`read_keyed_rows`].
+const KEYS_PER_QUERY: usize = 10_000;
 
 /// Rows per query of [`board_records`]: ten times `for_each_current`'s (whose rows carry
 /// whole bodies), so that a test that makes those chunks small splits these too.
