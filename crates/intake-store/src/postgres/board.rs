@@ -190,11 +190,11 @@ pub(super) async fn board_records(
     {
         return Ok(records);
     }
-    let filter = format!(" AND modified <= {as_of}");
-    read_rows(store, integration, object_type, &filter, &mut |row| {
-        collector.push_row(&row)
-    })
-    .await?;
+    let from = format!(
+        "{} AND f.modified <= {as_of}",
+        of_type(integration, object_type)
+    );
+    read_rows(store, &from, &mut |row| collector.push_row(&row)).await?;
     Ok(collector.finish())
 }
 
@@ -228,8 +228,11 @@ impl Projection for PgStore {
         each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
     ) -> Result<()> {
         let ((s0, l0), (s1, l1)) = (after, through);
-        let filter = format!(" AND (seq, line) > ({s0}, {l0}) AND (seq, line) <= ({s1}, {l1})");
-        read_rows(self, integration, object_type, &filter, each).await
+        let from = format!(
+            "{} AND (f.seq, f.line) > ({s0}, {l0}) AND (f.seq, f.line) <= ({s1}, {l1})",
+            of_type(integration, object_type)
+        );
+        read_rows(self, &from, each).await
     }
 
     async fn rows_at(
@@ -242,41 +245,55 @@ impl Projection for PgStore {
         if keys.is_empty() {
             return Ok(());
         }
-        // Each key looked up in the primary key.
+        // Each key looked up in the primary key: the LATERAL subquery with its LIMIT is not
+        // flattened into a join, so the plan is one index probe per key whatever the
+        // statistics say. Written as `(seq, line) IN (unnest ...)`, a projection not yet
+        // analyzed (right after a load) was estimated at 10 rows and hashed whole, once
+        // per 10,000 keys: 0.75-1 s each, 10 s for the 100,000 earlier versions of the
+        // bench's asOf board, against 45 ms per 10,000 this way (BENCHMARKS.md).
         let list = |pick: fn(&(RequestSeq, i64)) -> i64| {
             keys.iter()
                 .map(|k| pick(k).to_string())
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let filter = format!(
-            " AND (seq, line) IN (SELECT * FROM unnest('{{{}}}'::bigint[], '{{{}}}'::bigint[]))",
+        let source = format!(
+            "unnest('{{{}}}'::bigint[], '{{{}}}'::bigint[]) AS k(seq, line) \
+             CROSS JOIN LATERAL (SELECT * FROM board_facts \
+                 WHERE integration_id = {integration} AND object_type = {} \
+                 AND seq = k.seq AND line = k.line LIMIT 1) AS f",
             list(|k| k.0),
-            list(|k| k.1)
+            list(|k| k.1),
+            object_type.code()
         );
-        read_rows(self, integration, object_type, &filter, each).await
+        read_rows(self, &source, each).await
     }
 }
 
-/// Reads one type's projection, of the rows that pass `filter` (SQL conditions over
-/// `board_facts`, each after an AND), with `COPY ... TO STDOUT`. COPY takes no
-/// parameters: the filters' values are integers, written as such.
+/// The rows of one type of the projection, as the `FROM` of [`read_rows`] (more
+/// conditions may follow, each after an AND).
+fn of_type(integration: IntegrationId, object_type: ObjectType) -> String {
+    format!(
+        "board_facts AS f WHERE f.integration_id = {integration} AND f.object_type = {}",
+        object_type.code()
+    )
+}
+
+/// Reads the projection's rows `FROM` `from` (rows of `board_facts` as `f`) with `COPY ...
+/// TO STDOUT`. COPY takes no parameters: the values in `from` are integers, written as
+/// such.
 async fn read_rows(
     store: &PgStore,
-    integration: IntegrationId,
-    object_type: ObjectType,
-    filter: &str,
+    from: &str,
     each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> Result<()> + Send),
 ) -> Result<()> {
     let facts: String = BoardFact::ALL
         .iter()
-        .map(|f| format!(", {}", f.column()))
+        .map(|f| format!(", f.{}", f.column()))
         .collect();
     let sql = format!(
-        "COPY (SELECT object_id, modified, seq, line, deleted{facts} FROM board_facts \
-         WHERE integration_id = {integration} AND object_type = {}{filter}) \
-         TO STDOUT",
-        object_type.code()
+        "COPY (SELECT f.object_id, f.modified, f.seq, f.line, f.deleted{facts} FROM {from}) \
+         TO STDOUT"
     );
     let mut conn = store.pool.acquire().await?;
     let mut stream = conn.copy_out_raw(&sql).await?;
