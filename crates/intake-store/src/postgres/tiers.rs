@@ -19,11 +19,13 @@
 //!   holds the tier: a statement locks every table of the view before it takes its
 //!   snapshot, and the one multi-statement snapshot (`REPEATABLE READ`, the associations)
 //!   locks the recent tiers before its first read ([`LOCK_RECENT`]);
-//! - a version is in one tier, except one replayed across a swap: then both copies are the
-//!   same row; the merge keeps one (`ON CONFLICT DO NOTHING`) and the history read shows
-//!   one.
+//! - a version is in one tier, except one replayed across a swap, and, during a merge,
+//!   one already copied into the main table (in committed batches, see [`move_rows`]) and
+//!   not yet truncated from its tier: then both copies are the same row; the merge keeps
+//!   one (`ON CONFLICT DO NOTHING`) and every read allows for it (the history read shows
+//!   one).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -189,21 +191,9 @@ async fn merge_locked(conn: &mut PgConnection) -> Result<Option<Merged>> {
     };
     let started = Instant::now();
     let (versions, keys) = (recent_versions(tier), recent_lookup_keys(tier));
+    let moved = move_rows(&mut *conn, versions, "record_versions", &VERSION_KEY).await?;
+    let moved_keys = move_rows(&mut *conn, keys, "lookup_keys", &LOOKUP_KEY).await?;
     let mut tx = conn.begin().await?;
-    let moved = sqlx::query(&format!(
-        "INSERT INTO record_versions SELECT * FROM {versions} \
-         ORDER BY integration_id, object_type, object_id, modified, seq ON CONFLICT DO NOTHING"
-    ))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let moved_keys = sqlx::query(&format!(
-        "INSERT INTO lookup_keys SELECT * FROM {keys} \
-         ORDER BY integration_id, kind, key, object_type, object_id ON CONFLICT DO NOTHING"
-    ))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
     // TRUNCATE once no reader holds the tier, without making readers queue behind it.
     let waited = Instant::now();
     loop {
@@ -243,7 +233,110 @@ async fn merge_locked(conn: &mut PgConnection) -> Result<Option<Merged>> {
     }))
 }
 
+/// The primary key of `record_versions` (and of its tiers), with its columns' types.
+const VERSION_KEY: [(&str, &str); 5] = [
+    ("integration_id", "bigint"),
+    ("object_type", "smallint"),
+    ("object_id", "text"),
+    ("modified", "bigint"),
+    ("seq", "bigint"),
+];
+/// The primary key of `lookup_keys` (and of its tiers).
+const LOOKUP_KEY: [(&str, &str); 5] = [
+    ("integration_id", "bigint"),
+    ("kind", "smallint"),
+    ("key", "text"),
+    ("object_type", "smallint"),
+    ("object_id", "text"),
+];
+
+/// Rows copied per transaction of a merge (20,000; smaller in tests, see
+/// [`PgStore::set_merge_batch_rows`]).
+static MERGE_BATCH_ROWS: AtomicI64 = AtomicI64::new(20_000);
+
+/// Copies every row of the tier `from` into `into`, in key order, [`MERGE_BATCH_ROWS`] a
+/// transaction; returns how many were new. One transaction for the whole tier left its
+/// rows uncommitted in the main index for the whole merge (14 s for the 500,000 versions
+/// of a 200 MB upload), and every read over that key range stepped over each of them with
+/// a heap fetch to find it invisible: a records page took 0.5 s during such a merge
+/// (BENCHMARKS.md). Committed in batches, a read steps over one batch at most. The tier is
+/// not written meanwhile (it is inactive), so the key bounds hold; a row copied and not yet
+/// truncated is in two tiers, which every read allows for (the same row twice).
+async fn move_rows(
+    conn: &mut PgConnection,
+    from: &str,
+    into: &str,
+    key: &[(&str, &str); 5],
+) -> Result<u64> {
+    let columns = key.map(|(c, _)| c).join(", ");
+    // Named apart from the columns: an ORDER BY of an output column's name sorts by it,
+    // and these are texts.
+    let texts = key
+        .iter()
+        .enumerate()
+        .map(|(k, (c, _))| format!("{c}::text AS bound_{k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let params = |first: usize| {
+        key.iter()
+            .enumerate()
+            .map(|(k, (_, t))| format!("${}::{t}", first + k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut after: Option<[String; 5]> = None;
+    let mut moved = 0;
+    loop {
+        let past = if after.is_some() {
+            format!("({columns}) > ({})", params(1))
+        } else {
+            "true".to_owned()
+        };
+        // The last key of this batch; none when the rest is one batch.
+        let bound_sql = format!(
+            "SELECT {texts} FROM {from} WHERE {past} ORDER BY {columns} OFFSET {} LIMIT 1",
+            MERGE_BATCH_ROWS.load(Ordering::Relaxed).max(1) - 1
+        );
+        let mut bound = sqlx::query_as::<_, (String, String, String, String, String)>(&bound_sql);
+        for value in after.iter().flatten() {
+            bound = bound.bind(value);
+        }
+        let upper = bound.fetch_optional(&mut *conn).await?;
+        let through = if upper.is_some() {
+            format!(
+                " AND ({columns}) <= ({})",
+                params(if after.is_some() { 6 } else { 1 })
+            )
+        } else {
+            String::new()
+        };
+        let insert_sql = format!(
+            "INSERT INTO {into} SELECT * FROM {from} WHERE {past}{through} \
+             ORDER BY {columns} ON CONFLICT DO NOTHING"
+        );
+        let mut insert = sqlx::query(&insert_sql);
+        for value in after.iter().flatten() {
+            insert = insert.bind(value);
+        }
+        let upper = upper.map(|(a, b, c, d, e)| [a, b, c, d, e]);
+        for value in upper.iter().flatten() {
+            insert = insert.bind(value);
+        }
+        moved += insert.execute(&mut *conn).await?.rows_affected();
+        match upper {
+            Some(upper) => after = Some(upper),
+            None => return Ok(moved),
+        }
+    }
+}
+
 impl PgStore {
+    /// Sets the rows a merge copies per transaction, for every store of this process (for
+    /// tests, so that a small store's merge takes several).
+    pub fn set_merge_batch_rows(rows: i64) {
+        MERGE_BATCH_ROWS.store(rows, Ordering::Relaxed);
+    }
+
     /// Merges a recent tier into the main tables now, and waits for it (for tests and the
     /// benchmarks; the worker merges in the background by itself). `None` when there was
     /// nothing to merge or another instance is merging.

@@ -126,6 +126,8 @@ async fn merging_the_recent_tiers_changes_no_answer() {
         return;
     };
     let store = PgStore::open(&db.url).await.unwrap();
+    // Each merge in several committed batches, the last one short.
+    PgStore::set_merge_batch_rows(7);
     let (company, iid) = acme(&store).await;
     for round in 0..2 {
         store_upload(&store, company, iid, round).await;
