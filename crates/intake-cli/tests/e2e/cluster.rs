@@ -97,17 +97,21 @@ async fn three_instances_one_killed() {
         assert_eq!(lines, expected, "f{k}");
     }
 
-    // Every record stored once per file, and the newest file is the current state.
-    let (versions, distinct): (i64, i64) =
-        sqlx::query_as("SELECT count(*), count(DISTINCT (object_id, modified)) FROM all_versions")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    // Every record stored once per file, and the newest file is the current state. A
+    // version is counted once where it is in two tiers at once (the same row: copied by a
+    // merge and not yet truncated from its recent tier, which every read allows for).
+    const STORED: &str = "(SELECT DISTINCT object_id, modified, seq FROM all_versions) AS v";
+    let (versions, distinct): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT count(*), count(DISTINCT (object_id, modified)) FROM {STORED}"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(versions, (FILES * (RECORDS - broken)) as i64);
     assert_eq!(distinct, versions);
-    let uneven: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT object_id, count(*) FROM all_versions GROUP BY object_id HAVING count(*) <> $1",
-    )
+    let uneven: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT object_id, count(*) FROM {STORED} GROUP BY object_id HAVING count(*) <> $1"
+    ))
     .bind(FILES as i64)
     .fetch_all(&pool)
     .await
