@@ -223,6 +223,12 @@ async fn bodies_are_read_after_the_scope_check_and_bounded(site: Site) {
     // A 600 MB body is announced and never sent: the answer comes without it.
     let denied = raw_exchange(&server, get(&format!("Bearer {token}"))).await;
     assert_eq!(denied.status, 401, "{}", denied.body);
+    // Too large to read and drop: the connection is closed after the answer.
+    assert!(
+        denied.head.contains("\r\nconnection: close"),
+        "{}",
+        denied.head
+    );
     assert_eq!(
         envelope(&denied).errors,
         ["You don't have permission to use 'api:crm:get-objects' in your app."]
@@ -555,12 +561,13 @@ fn assert_refused(case: &str, reply: &RawReply, status: u16, text: &str) {
     );
 }
 
-/// An answer given before its request's body was read says `Connection: close` when the
-/// body is over a megabyte (here a 415 for the wrong content type), so a keep-alive client
-/// never sends its next request down the connection hyper is closing: each of many such
-/// pairs on one pooled client gets its answer (without the header, some next requests met
-/// a broken pipe). A smaller body (a 413 over the activity limit) is read and dropped, and
-/// the connection kept, as it is after an answer that read the whole body.
+/// An answer given before its request's body was read (here a 415 for the wrong content
+/// type, a 413 over the activity limit): a body under a megabyte is read and dropped
+/// first, and the connection kept, so a keep-alive client never writes its next request
+/// into a connection that is going away: each of many such pairs on one pooled client
+/// gets its answer (before, some next requests met a broken pipe). A larger body is not
+/// read and the answer says `Connection: close` (see
+/// `bodies_are_read_after_the_scope_check_and_bounded`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_before_the_body_close_the_connection() {
     let site = Site::new(Backend::Sqlite).await.unwrap();
@@ -574,12 +581,16 @@ async fn answers_before_the_body_close_the_connection() {
             .body(body)
             .send()
     };
-    let wrong_type = "{}\n".repeat(400_000);
+    let wrong_type = "{}\n".repeat(20_000);
     let too_many = "{}\n".repeat(100_001);
     for round in 0..40 {
         let refused = batch("text/csv", wrong_type.clone()).await.unwrap();
         assert_eq!(refused.status(), 415, "round {round}");
-        assert_eq!(refused.headers()["connection"], "close", "round {round}");
+        assert!(
+            refused.headers().get("connection").is_none(),
+            "round {round}: {:?}",
+            refused.headers()
+        );
         let over = batch("application/x-ndjson", too_many.clone())
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
