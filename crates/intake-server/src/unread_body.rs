@@ -4,11 +4,12 @@
 //! A small unread body (at most [`DRAIN_BYTES`], arriving within [`DRAIN_TIME`]) is read
 //! and dropped before the answer goes out. Closing a socket with unread bytes in it makes
 //! the kernel reset the connection, and a client still writing its body then sees a broken
-//! pipe instead of the answer — and may retry a request that was in fact refused.
+//! pipe (or a reset) instead of the answer — and may retry a request that was in fact
+//! refused. A larger body is not read.
 //!
-//! A larger body is not read: the answer carries `Connection: close` on HTTP/1, hyper then
-//! closes the connection, and a keep-alive client told so does not send its next request
-//! down a connection that is going away.
+//! Either way the answer carries `Connection: close` on HTTP/1, and the connection closes
+//! after it: a keep-alive client told so does not send its next request down a connection
+//! that is going away.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,7 +80,8 @@ impl Drop for Tracked {
     }
 }
 
-/// Reads `body` to its end if that is at most [`DRAIN_BYTES`] within [`DRAIN_TIME`].
+/// Reads `body` to its end if that is at most [`DRAIN_BYTES`] within [`DRAIN_TIME`];
+/// whether it got there.
 async fn drain(mut body: Body) -> bool {
     let read_all = async {
         let mut read = 0u64;
@@ -119,16 +121,13 @@ pub async fn middleware(request: Request, next: Next) -> Response {
         return response;
     }
     // Still held (a streamed answer reading the body as it goes): not waited for.
-    let drained = match handed_back.try_recv() {
-        Ok(body) if small || http_body::Body::size_hint(&body).upper().is_none() => {
-            drain(body).await
+    if let Ok(body) = handed_back.try_recv() {
+        if small || http_body::Body::size_hint(&body).upper().is_none() {
+            drain(body).await;
         }
-        _ => false,
-    };
-    if !drained {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
