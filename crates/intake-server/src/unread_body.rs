@@ -34,7 +34,7 @@ pub const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// A request body that records when it has been read to its end, and hands itself back
 /// to the middleware when dropped before that.
 struct Tracked {
-    inner: Option<Body>,
+    inner: Body,
     ended: Arc<AtomicBool>,
     unread: Option<oneshot::Sender<Body>>,
 }
@@ -47,25 +47,19 @@ impl http_body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let polled = Pin::new(&mut *inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || inner.is_end_stream() {
-            this.ended.store(true, Ordering::Relaxed);
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.ended.store(true, Ordering::Relaxed);
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+        self.inner.size_hint()
     }
 }
 
@@ -74,31 +68,24 @@ impl Drop for Tracked {
         if self.ended.load(Ordering::Relaxed) {
             return;
         }
-        if let (Some(body), Some(unread)) = (self.inner.take(), self.unread.take()) {
-            let _ = unread.send(body);
+        if let Some(unread) = self.unread.take() {
+            let _ = unread.send(std::mem::take(&mut self.inner));
         }
     }
 }
 
-/// Reads `body` to its end if that is at most [`DRAIN_BYTES`] within [`DRAIN_TIME`];
-/// whether it got there.
-async fn drain(mut body: Body) -> bool {
+/// Reads `body` to its end, or until [`DRAIN_BYTES`] or [`DRAIN_TIME`] pass.
+async fn drain(mut body: Body) {
     let read_all = async {
         let mut read = 0u64;
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { return false };
-            if let Some(data) = frame.data_ref() {
-                read += data.len() as u64;
-                if read > DRAIN_BYTES {
-                    return false;
-                }
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |data| data.len() as u64);
+            if read > DRAIN_BYTES {
+                return;
             }
         }
-        true
     };
-    tokio::time::timeout(DRAIN_TIME, read_all)
-        .await
-        .unwrap_or(false)
+    let _ = tokio::time::timeout(DRAIN_TIME, read_all).await;
 }
 
 pub async fn middleware(request: Request, next: Next) -> Response {
@@ -106,13 +93,10 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     if parts.version > Version::HTTP_11 || http_body::Body::is_end_stream(&body) {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    let small = http_body::Body::size_hint(&body)
-        .upper()
-        .is_some_and(|len| len <= DRAIN_BYTES);
     let ended = Arc::new(AtomicBool::new(false));
     let (unread, mut handed_back) = oneshot::channel();
     let body = Body::new(Tracked {
-        inner: Some(body),
+        inner: body,
         ended: ended.clone(),
         unread: Some(unread),
     });
@@ -120,9 +104,13 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     if ended.load(Ordering::Relaxed) {
         return response;
     }
-    // Still held (a streamed answer reading the body as it goes): not waited for.
+    // Still held (a streamed answer reading the body as it goes): not waited for. A body
+    // known to hold more than the bytes drained is not read at all.
     if let Ok(body) = handed_back.try_recv() {
-        if small || http_body::Body::size_hint(&body).upper().is_none() {
+        if http_body::Body::size_hint(&body)
+            .upper()
+            .is_none_or(|left| left <= DRAIN_BYTES)
+        {
             drain(body).await;
         }
     }

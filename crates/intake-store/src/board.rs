@@ -609,15 +609,10 @@ impl BoardCache {
         if !bring_up_to_date(store, &mut entry, integration, object_type, &mut refresh).await? {
             // Rows changed under every attempt: read the type whole, uncached.
             let mut latest = Latest::default();
-            store
-                .rows(
-                    integration,
-                    object_type,
-                    (RequestSeq::MIN, i64::MIN),
-                    (RequestSeq::MAX, i64::MAX),
-                    &mut |row| latest.push(&row),
-                )
-                .await?;
+            all_rows(store, integration, object_type, &mut |row| {
+                latest.push(&row)
+            })
+            .await?;
             return Ok(latest.records());
         }
         let records = entry.records()?;
@@ -723,6 +718,24 @@ impl BoardCache {
     }
 }
 
+/// Every row of the type's projection, in key order.
+async fn all_rows<P: Projection>(
+    store: &P,
+    integration: IntegrationId,
+    object_type: ObjectType,
+    each: &mut (dyn for<'r> FnMut(FactRow<'r>) -> crate::Result<()> + Send),
+) -> crate::Result<()> {
+    store
+        .rows(
+            integration,
+            object_type,
+            (RequestSeq::MIN, i64::MIN),
+            (RequestSeq::MAX, i64::MAX),
+            each,
+        )
+        .await
+}
+
 /// Keys per [`Projection::rows_at`] call.
 const KEYS_PER_READ: usize = 10_000;
 
@@ -784,23 +797,16 @@ async fn follow<P: Projection>(
         let through: HashMap<RequestSeq, i64> =
             uploads.iter().map(|u| (u.seq, u.checkpoint)).collect();
         let mut rows = 0;
-        store
-            .rows(
-                integration,
-                object_type,
-                (RequestSeq::MIN, i64::MIN),
-                (RequestSeq::MAX, i64::MAX),
-                &mut |row| {
-                    // A row of no listed upload cannot be (rows come from uploads); one
-                    // would be kept, as the uncached read keeps it.
-                    if through.get(&row.seq).is_none_or(|c| row.line <= *c) {
-                        rows += 1;
-                        latest.push(&row)?;
-                    }
-                    Ok(())
-                },
-            )
-            .await?;
+        all_rows(store, integration, object_type, &mut |row| {
+            // A row of no listed upload cannot be (rows come from uploads); one would be
+            // kept, as the uncached read keeps it.
+            if through.get(&row.seq).is_none_or(|c| row.line <= *c) {
+                rows += 1;
+                latest.push(&row)?;
+            }
+            Ok(())
+        })
+        .await?;
         refresh.rows += rows;
         refresh.uploads_read = uploads.len();
         *read_through = through;
