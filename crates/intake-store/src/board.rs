@@ -354,18 +354,38 @@ pub(crate) trait Projection: Sync {
     ) -> impl Future<Output = crate::Result<()>> + Send;
 }
 
-/// Where one version of a record is, and when it was modified.
+/// Where one earlier version of a record is, when it was modified, and, while the
+/// cache's budget for them lasts, its facts (else a board as of an earlier time reads the
+/// version back by key).
 #[derive(Clone, Copy, Debug)]
 struct VersionKey {
     modified: i64,
     seq: RequestSeq,
     line: i64,
+    /// The version's facts in [`Latest::text`] ([`NONE`] each for a delete).
+    held: Option<[Span; 7]>,
+    deleted: bool,
+}
+
+/// The bytes of earlier versions' facts one integration's type holds in memory: beyond
+/// them, earlier versions are kept by key only. 100,000 earlier versions of the bench's
+/// deals take about 10 MB of text.
+const HELD_OLDER_BYTES: usize = 48 << 20;
+
+/// The bytes of text `facts` take.
+fn facts_len(facts: &[Span; 7]) -> usize {
+    facts
+        .iter()
+        .filter(|f| f.len != u32::MAX)
+        .map(|f| f.len as usize)
+        .sum()
 }
 
 /// The latest version of each record of one type (deleted ones too, to compare a later
-/// row with), kept up to date row by row, and where each earlier version is (not its
-/// facts: a board as of an earlier time reads those it needs). Texts are appended to one
-/// buffer; what a newer version replaces is garbage until [`Latest::compact`].
+/// row with), kept up to date row by row, and each earlier version: its key, and its
+/// facts while [`HELD_OLDER_BYTES`] lasts (a board as of an earlier time reads the others
+/// back). Texts are appended to one buffer; what a newer version replaces and is not held
+/// is garbage until [`Latest::compact`].
 #[derive(Default)]
 struct Latest {
     text: Arc<String>,
@@ -376,6 +396,9 @@ struct Latest {
     /// Every version read (the rows of a whole read).
     versions: usize,
     garbage: usize,
+    /// The bytes of text of the earlier versions held, and at most how many.
+    held: usize,
+    budget: usize,
 }
 
 impl Latest {
@@ -391,28 +414,27 @@ impl Latest {
             Ok(spans)
         };
         self.versions += 1;
-        let key = VersionKey {
-            modified: row.modified,
-            seq: row.seq,
-            line: row.line,
-        };
         match self.index.get(row.object_id) {
             Some(&i) => {
                 let kept = &mut self.rows[i as usize];
+                let room = self.held < self.budget;
                 // As the Collector: the greatest (modifiedDate, request), the first read
                 // of equals.
                 let older = if (row.modified, row.seq) > (kept.modified, kept.seq) {
-                    self.garbage += kept
-                        .row
-                        .facts
-                        .iter()
-                        .filter(|f| f.len != u32::MAX)
-                        .map(|f| f.len as usize)
-                        .sum::<usize>();
+                    let replaced_len = facts_len(&kept.row.facts);
+                    let held = if room {
+                        self.held += replaced_len;
+                        Some(kept.row.facts)
+                    } else {
+                        self.garbage += replaced_len;
+                        None
+                    };
                     let replaced = VersionKey {
                         modified: kept.modified,
                         seq: kept.seq,
                         line: kept.line,
+                        held,
+                        deleted: kept.deleted,
                     };
                     kept.row.facts = put_facts(text, row.deleted)?;
                     kept.modified = row.modified;
@@ -421,7 +443,20 @@ impl Latest {
                     kept.deleted = row.deleted;
                     replaced
                 } else {
-                    key
+                    let held = if room {
+                        let facts = put_facts(text, row.deleted)?;
+                        self.held += facts_len(&facts);
+                        Some(facts)
+                    } else {
+                        None
+                    };
+                    VersionKey {
+                        modified: row.modified,
+                        seq: row.seq,
+                        line: row.line,
+                        held,
+                        deleted: row.deleted,
+                    }
                 };
                 self.older.entry(i).or_default().push(older);
             }
@@ -454,13 +489,23 @@ impl Latest {
             return Ok(());
         }
         let mut text = String::with_capacity(self.text.len() - self.garbage);
+        let old = &self.text;
+        let copy = |text: &mut String, facts: &mut [Span; 7]| -> crate::Result<()> {
+            for fact in facts {
+                if fact.len != u32::MAX {
+                    *fact = put(text, Some(span_text(old, *fact)))?;
+                }
+            }
+            Ok(())
+        };
         for pending in &mut self.rows {
             let row = &mut pending.row;
-            row.object_id = put(&mut text, Some(span_text(&self.text, row.object_id)))?;
-            for fact in &mut row.facts {
-                if fact.len != u32::MAX {
-                    *fact = put(&mut text, Some(span_text(&self.text, *fact)))?;
-                }
+            row.object_id = put(&mut text, Some(span_text(old, row.object_id)))?;
+            copy(&mut text, &mut row.facts)?;
+        }
+        for older in self.older.values_mut() {
+            for held in older.iter_mut().filter_map(|k| k.held.as_mut()) {
+                copy(&mut text, held)?;
             }
         }
         self.text = Arc::new(text);
@@ -483,8 +528,8 @@ impl Latest {
     }
 
     /// The records as of `as_of`, as far as they are known here: those whose latest
-    /// version is at most `as_of`, and, of each other record, the key of its latest version
-    /// by then (none: it did not exist yet).
+    /// version by then is the latest one or an earlier one held, and, of each other record,
+    /// the key of its latest version by then (none: it did not exist yet).
     fn as_of(&self, as_of: i64) -> (Vec<Row>, Vec<(RequestSeq, i64)>) {
         let mut rows = Vec::with_capacity(self.rows.len());
         let mut fetch = Vec::new();
@@ -499,12 +544,21 @@ impl Latest {
                 continue;
             };
             // The greatest (modifiedDate, request) by then, as the Collector chooses.
-            if let Some(key) = older
+            let Some(key) = older
                 .iter()
                 .filter(|k| k.modified <= as_of)
                 .max_by_key(|k| (k.modified, k.seq))
-            {
-                fetch.push((key.seq, key.line));
+            else {
+                continue;
+            };
+            match key.held {
+                Some(_) if key.deleted => {}
+                Some(facts) => rows.push(Row {
+                    object_id: pending.row.object_id,
+                    facts,
+                    extra: false,
+                }),
+                None => fetch.push((key.seq, key.line)),
             }
         }
         (rows, fetch)
@@ -563,12 +617,27 @@ struct Refresh {
 type FollowedTypes = HashMap<(IntegrationId, i16), Arc<tokio::sync::Mutex<Followed>>>;
 
 /// The board projection's latest facts per integration and type, in memory.
-#[derive(Default)]
 pub(crate) struct BoardCache {
     followed: std::sync::Mutex<FollowedTypes>,
+    /// The bytes of earlier versions' facts each type may hold.
+    held_older_bytes: usize,
+}
+
+impl Default for BoardCache {
+    fn default() -> BoardCache {
+        BoardCache::holding(HELD_OLDER_BYTES)
+    }
 }
 
 impl BoardCache {
+    /// A cache whose types hold at most `held_older_bytes` of earlier versions' facts each.
+    fn holding(held_older_bytes: usize) -> BoardCache {
+        BoardCache {
+            followed: std::sync::Mutex::default(),
+            held_older_bytes,
+        }
+    }
+
     fn entry(
         &self,
         integration: IntegrationId,
@@ -606,7 +675,15 @@ impl BoardCache {
         let mut entry = entry.lock().await;
         let started = std::time::Instant::now();
         let mut refresh = Refresh::default();
-        if !bring_up_to_date(store, &mut entry, integration, object_type, &mut refresh).await? {
+        if !bring_up_to_date(
+            store,
+            &mut entry,
+            (integration, object_type),
+            self.held_older_bytes,
+            &mut refresh,
+        )
+        .await?
+        {
             // Rows changed under every attempt: read the type whole, uncached.
             let mut latest = Latest::default();
             all_rows(store, integration, object_type, &mut |row| {
@@ -650,7 +727,15 @@ impl BoardCache {
         let mut entry = entry.lock().await;
         let started = std::time::Instant::now();
         let mut refresh = Refresh::default();
-        if !bring_up_to_date(store, &mut entry, integration, object_type, &mut refresh).await? {
+        if !bring_up_to_date(
+            store,
+            &mut entry,
+            (integration, object_type),
+            self.held_older_bytes,
+            &mut refresh,
+        )
+        .await?
+        {
             return Ok(None);
         }
         let now = entry.records()?;
@@ -744,8 +829,8 @@ const KEYS_PER_READ: usize = 10_000;
 async fn bring_up_to_date<P: Projection>(
     store: &P,
     entry: &mut Followed,
-    integration: IntegrationId,
-    object_type: ObjectType,
+    (integration, object_type): (IntegrationId, ObjectType),
+    held_older_bytes: usize,
     refresh: &mut Refresh,
 ) -> crate::Result<bool> {
     for _ in 0..3 {
@@ -753,6 +838,10 @@ async fn bring_up_to_date<P: Projection>(
         if !entry.loaded || epoch != entry.epoch {
             *entry = Followed {
                 epoch,
+                latest: Latest {
+                    budget: held_older_bytes,
+                    ..Latest::default()
+                },
                 ..Followed::default()
             };
             refresh.reloaded = true;
@@ -1015,7 +1104,8 @@ mod tests {
     #[tokio::test]
     async fn the_cache_reads_what_was_committed_since_and_agrees_with_a_whole_read() {
         let fake = Fake::default();
-        let cache = BoardCache::default();
+        // Room for 40 of the 500-byte earlier versions below.
+        let cache = BoardCache::holding(20_000);
         let current = || cache.current(&fake, 1, ObjectType::Deal);
         assert!(current().await.unwrap().is_empty());
 
@@ -1064,6 +1154,15 @@ mod tests {
         let big = current().await.unwrap();
         assert_eq!(sorted(&big), fake.whole());
         assert!(big.text.len() < 100_000, "{}", big.text.len());
+        // The earlier versions held kept their texts through the compaction; the others
+        // are read back by key.
+        for as_of in [1010, 4000] {
+            let keyed = fake.keyed.load(std::sync::atomic::Ordering::SeqCst);
+            let then = cache.as_of(&fake, 1, ObjectType::Deal, as_of).await;
+            assert_eq!(sorted(&then.unwrap().unwrap()), fake.whole_as_of(as_of));
+            let read = fake.keyed.load(std::sync::atomic::Ordering::SeqCst) - keyed;
+            assert_eq!(read, usize::from(as_of == 4000), "as of {as_of}");
+        }
     }
 
     /// The board as of a time, from the cache, is the whole read as of that time: random
@@ -1071,6 +1170,21 @@ mod tests {
     /// several uploads, at every time around the versions', read by key or whole.
     #[tokio::test]
     async fn a_board_as_of_a_time_from_the_cache_is_the_whole_read_then() {
+        // No earlier version held, some, all.
+        for budget in [0, 60, usize::MAX] {
+            let (by_key, whole, held) = as_of_worlds(budget).await;
+            match budget {
+                0 => assert!(by_key > 20 && whole >= 3, "{by_key} by key, {whole} whole"),
+                60 => assert!(by_key > 10 && held > 10, "{by_key} by key, {held} held"),
+                _ => assert!(by_key == 0 && whole == 0, "{by_key} by key, {whole} whole"),
+            }
+        }
+    }
+
+    /// Random worlds, each asked as of every time around its versions' with a cache that
+    /// holds `budget` bytes of earlier versions: how many answers read versions by key,
+    /// how many were left to a whole read, and how many came from memory alone.
+    async fn as_of_worlds(budget: usize) -> (usize, usize, usize) {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move |below: u64| {
             seed ^= seed << 13;
@@ -1078,10 +1192,10 @@ mod tests {
             seed ^= seed << 17;
             seed % below
         };
-        let (mut by_key, mut whole) = (0, 0);
+        let (mut by_key, mut whole, mut held) = (0, 0, 0);
         for world in 0..40 {
             let fake = Fake::default();
-            let cache = BoardCache::default();
+            let cache = BoardCache::holding(budget);
             let records = 1 + next(30);
             let uploads = 1 + next(6) as i64;
             for seq in 1..=uploads {
@@ -1115,11 +1229,13 @@ mod tests {
                 };
                 if fake.keyed.load(std::sync::atomic::Ordering::SeqCst) > before {
                     by_key += 1;
+                } else {
+                    held += 1;
                 }
                 assert_eq!(
                     sorted(&got),
                     fake.whole_as_of(as_of),
-                    "world {world} as of {as_of}"
+                    "world {world} as of {as_of}, {budget} bytes held"
                 );
                 // Asked again: the same records.
                 let again = cache
@@ -1133,9 +1249,6 @@ mod tests {
                 fake.whole()
             );
         }
-        assert!(
-            by_key > 20 && whole >= 3,
-            "{by_key} read by key, {whole} whole"
-        );
+        (by_key, whole, held)
     }
 }
