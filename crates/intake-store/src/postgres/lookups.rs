@@ -206,9 +206,15 @@ impl ReadSnapshot for Snapshot {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        // Each key probed by equality in every tier. With `key = ANY($3)` the planner may
+        // keep the array as a filter over every key of the kind when its statistics say the
+        // kind is rare (they lag a merge of the recent tiers, or autovacuum is off): 83 ms
+        // against 0.2 ms on the bench's store. `OFFSET 0` keeps the LATERAL from being
+        // flattened into a hash join over the same keys.
         let rows: Vec<(String, i16, String)> = sqlx::query_as(
-            "SELECT DISTINCT key, object_type, object_id FROM all_lookup_keys \
-             WHERE integration_id = $1 AND kind = $2 AND key = ANY($3)",
+            "SELECT DISTINCT l.key, l.object_type, l.object_id FROM unnest($3::text[]) AS k(key) \
+             CROSS JOIN LATERAL (SELECT key, object_type, object_id FROM all_lookup_keys \
+                 WHERE integration_id = $1 AND kind = $2 AND key = k.key OFFSET 0) AS l",
         )
         .bind(self.integration)
         .bind(kind.code())
