@@ -651,6 +651,12 @@ impl BoardCache {
         )
     }
 
+    /// Drops what is held of the integration (every type).
+    pub(crate) fn forget(&self, integration: IntegrationId) {
+        let mut followed = self.followed.lock().expect("board cache lock");
+        followed.retain(|(held, _), _| *held != integration);
+    }
+
     /// The records of the type as they stand, as `board_records` at `i64::MAX` reads
     /// them, from what the cache holds and the rows committed since it last looked.
     ///

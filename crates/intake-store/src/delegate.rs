@@ -300,6 +300,9 @@ macro_rules! impl_store {
             ) -> $crate::Result<Vec<($crate::IntegrationId, bool)>> {
                 board::board_integrations(self).await
             }
+            async fn forget_board(&self, integration: $crate::IntegrationId) {
+                self.board_cache.forget(integration)
+            }
             async fn request_origins(
                 &self,
                 seqs: &[$crate::RequestSeq],

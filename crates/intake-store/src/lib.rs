@@ -672,6 +672,10 @@ pub trait Store: Send + Sync + 'static {
     /// a type on the board (DEAL, ACCOUNT, BUSINESS_USER) is pending or in progress in it:
     /// what the server keeps warm ([`Store::board_records`] as they stand), between uploads.
     async fn board_integrations(&self) -> Result<Vec<(IntegrationId, bool)>>;
+    /// Drops what this instance holds in memory of the integration's board projection
+    /// (read again whole at the next [`Store::board_records`]): for a board nobody asks
+    /// for any more.
+    async fn forget_board(&self, integration: IntegrationId);
     /// The `clientRequestId` and acceptance time of each of these requests that exists.
     async fn request_origins(
         &self,

@@ -28,6 +28,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use intake_model::{fact_text, format_timestamp, BoardFact, ObjectType};
@@ -171,6 +172,10 @@ pub async fn board(
     let wanted = status(params)?;
     let as_of = records::as_of(params)?;
     let integration = records::integration(state, company, params).await?;
+    asked()
+        .lock()
+        .expect("board lock")
+        .insert(integration, Instant::now());
     let built = built(state, integration, wanted, as_of).await?;
     Ok(Board {
         as_of: as_of.map(format_timestamp),
@@ -189,7 +194,7 @@ async fn built(
     as_of: Option<i64>,
 ) -> Result<Arc<Built>, ApiError> {
     let at = as_of.unwrap_or(i64::MAX);
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let store = &state.store;
     let (stages, deals, accounts, users) = tokio::try_join!(
         stages(state, integration, at),
@@ -237,39 +242,86 @@ async fn built(
 }
 
 /// How often [`keep_warm`] looks for boards to bring up to date.
-const WARM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+const WARM_EVERY: Duration = Duration::from_secs(2);
 
-/// Keeps every integration's board (OPEN, as it stands) read and built, so that a client's
-/// first call after a start, an upload or a change of rows in place (a schema change, see
-/// `board_epochs`) finds it ready instead of reading half a million rows: at the start, and
-/// then every [`WARM_EVERY`], each integration with deals is brought up to date (the
-/// store's cache reads what was committed since; the board is built again only when that
-/// changed something). An integration with an upload of a board type pending or in
-/// progress is left alone until it ends, so that warming does not take the CPU from the
-/// upload batch by batch. Runs until `stopped`.
+/// How long after a client last asked this instance for an integration's board it is kept
+/// in memory and warm; after that its records are dropped, and read again whole at the
+/// next call.
+const WARM_FOR: Duration = Duration::from_secs(60 * 60);
+
+/// When a client last asked this instance for each integration's board.
+fn asked() -> &'static Mutex<HashMap<IntegrationId, Instant>> {
+    static ASKED: OnceLock<Mutex<HashMap<IntegrationId, Instant>>> = OnceLock::new();
+    ASKED.get_or_init(Default::default)
+}
+
+/// Takes out of `asked` the integrations last asked for `warm_for` or more before `now`,
+/// and gives them.
+fn take_stale(
+    asked: &mut HashMap<IntegrationId, Instant>,
+    now: Instant,
+    warm_for: Duration,
+) -> Vec<IntegrationId> {
+    let mut stale = Vec::new();
+    asked.retain(|integration, at| {
+        let keep = now.saturating_duration_since(*at) < warm_for;
+        if !keep {
+            stale.push(*integration);
+        }
+        keep
+    });
+    stale.sort_unstable();
+    stale
+}
+
+/// Keeps the boards that clients ask for read and built, so that a client's next call
+/// after an upload or a change of rows in place (a schema change, see `board_epochs`)
+/// finds it ready instead of reading half a million rows: every [`WARM_EVERY`], each
+/// integration whose board was asked for in the last [`WARM_FOR`] is brought up to date
+/// (the store's cache reads what was committed since; the board is built again only when
+/// that changed something). A board nobody asked for holds no memory: the first call
+/// after a start reads it whole, and one not asked for [`WARM_FOR`] is dropped. An
+/// integration with an upload of a board type pending or in progress is left alone until
+/// it ends, so that warming does not take the CPU from the upload batch by batch. Runs
+/// until `stopped`.
 pub async fn keep_warm(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
     loop {
-        match state.store.board_integrations().await {
-            Ok(integrations) => {
-                for (integration, busy) in integrations {
-                    if *stopped.borrow() {
-                        return;
-                    }
-                    if busy {
-                        continue;
-                    }
-                    let started = std::time::Instant::now();
-                    match built(&state, integration, "OPEN", None).await {
-                        Ok(_) => {
-                            tracing::debug!(integration, took = ?started.elapsed(), "deal board warm")
+        let (stale, wanted) = {
+            let mut asked = asked().lock().expect("board lock");
+            let stale = take_stale(&mut asked, Instant::now(), WARM_FOR);
+            (stale, asked.keys().copied().collect::<Vec<_>>())
+        };
+        for integration in stale {
+            built_boards()
+                .lock()
+                .expect("board lock")
+                .retain(|key, _| key.0 != integration);
+            state.store.forget_board(integration).await;
+            tracing::debug!(integration, "deal board dropped: not asked for");
+        }
+        if !wanted.is_empty() {
+            match state.store.board_integrations().await {
+                Ok(integrations) => {
+                    for (integration, busy) in integrations {
+                        if *stopped.borrow() {
+                            return;
                         }
-                        Err(err) => {
-                            tracing::warn!(integration, "cannot warm the deal board: {err:?}")
+                        if busy || !wanted.contains(&integration) {
+                            continue;
+                        }
+                        let started = Instant::now();
+                        match built(&state, integration, "OPEN", None).await {
+                            Ok(_) => {
+                                tracing::debug!(integration, took = ?started.elapsed(), "deal board warm")
+                            }
+                            Err(err) => {
+                                tracing::warn!(integration, "cannot warm the deal board: {err:?}")
+                            }
                         }
                     }
                 }
+                Err(err) => tracing::warn!("cannot list the deal boards to warm: {err}"),
             }
-            Err(err) => tracing::warn!("cannot list the deal boards to warm: {err}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(WARM_EVERY) => {}
@@ -745,6 +797,26 @@ mod tests {
     use intake_model::wire::intake::{BoardColumn, BoardDeal, DealBoard, HiddenDeal};
     use intake_store::BoardRecord;
     use serde_json::value::RawValue;
+
+    #[test]
+    fn boards_not_asked_for_long_enough_are_taken_out() {
+        let start = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let mut asked: HashMap<IntegrationId, Instant> = [
+            (3, start),
+            (1, start + Duration::from_secs(10)),
+            (2, start + hour),
+        ]
+        .into();
+        assert!(take_stale(&mut asked, start + Duration::from_secs(5), hour).is_empty());
+        assert_eq!(take_stale(&mut asked, start + hour, hour), [3]);
+        assert_eq!(take_stale(&mut asked, start + 2 * hour, hour), [1, 2]);
+        assert!(asked.is_empty());
+        // A clock read before the last call (another thread's): not stale.
+        asked.insert(4, start + hour);
+        assert!(take_stale(&mut asked, start, hour).is_empty());
+        assert_eq!(asked.len(), 1);
+    }
 
     #[test]
     fn id_prefixes_order_as_the_ids() {

@@ -438,11 +438,16 @@ async fn a_board_as_of_a_time_is_what_the_bodies_said_then(site: Site) {
         )
         .await;
         apply_and_finish(&*store, &work, &batch(lines)).await;
-        if next(2) == 0 {
-            store
-                .board_records(iid, ObjectType::Deal, i64::MAX)
-                .await
-                .unwrap();
+        match next(3) {
+            0 => {
+                store
+                    .board_records(iid, ObjectType::Deal, i64::MAX)
+                    .await
+                    .unwrap();
+            }
+            // Dropped from memory: read again whole at the next call.
+            1 => store.forget_board(iid).await,
+            _ => {}
         }
         for as_of in [
             999,
@@ -464,4 +469,20 @@ async fn a_board_as_of_a_time_is_what_the_bodies_said_then(site: Site) {
             );
         }
     }
+    // Held while nothing changes; once forgotten, read again (new buffers, the same
+    // records).
+    let held = store.board_records(iid, ObjectType::Deal, i64::MAX).await;
+    let held = held.unwrap();
+    let again = store.board_records(iid, ObjectType::Deal, i64::MAX).await;
+    assert!(again.unwrap().same(&held));
+    store.forget_board(iid).await;
+    let read = store.board_records(iid, ObjectType::Deal, i64::MAX).await;
+    let read = read.unwrap();
+    assert!(!read.same(&held));
+    let sorted = |records: &intake_store::BoardRecords| {
+        let mut ids: Vec<String> = records.iter().map(|r| format!("{r:?}")).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(sorted(&read), sorted(&held));
 }
