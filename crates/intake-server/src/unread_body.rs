@@ -26,8 +26,10 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
-/// Most bytes of an unread body read and dropped before an early answer.
-pub const DRAIN_BYTES: u64 = 1 << 20;
+/// Most bytes of an unread body read and dropped before an early answer: enough for a
+/// body just over a limit (a 50 MB associations batch, a 1 MiB look-up), whose client
+/// would otherwise meet a reset mid-write about half the time on loopback.
+pub const DRAIN_BYTES: u64 = 64 << 20;
 /// Longest wait for them.
 pub const DRAIN_TIME: Duration = Duration::from_secs(2);
 
