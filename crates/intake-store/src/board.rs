@@ -274,7 +274,24 @@ pub(crate) const FACT_COLUMNS: &str = "integration_id, object_type, seq, line, o
 /// [`Projection::uploads`], whose SQL is the same in both dialects (see `same_sql`):
 /// expands to `board_uploads(store, integration, object_type, from)` reading `$read`.
 macro_rules! board_statements {
-    ($store:ty, read: $read:ident) => {
+    ($store:ty, read: $read:ident, write: $write:ident) => {
+        /// [`Store::board_asked`](crate::Store::board_asked).
+        pub(super) async fn board_asked(
+            store: &$store,
+            integration: $crate::IntegrationId,
+            at_ms: i64,
+        ) -> $crate::Result<()> {
+            sqlx::query(
+                "UPDATE integrations SET board_asked_ms = $1 WHERE id = $2 \
+                 AND coalesce(board_asked_ms, 0) < $1",
+            )
+            .bind(at_ms)
+            .bind(integration)
+            .execute(&store.$write)
+            .await?;
+            Ok(())
+        }
+
         pub(super) async fn board_uploads(
             store: &$store,
             integration: $crate::IntegrationId,
@@ -298,18 +315,21 @@ macro_rules! board_statements {
         /// [`Store::board_integrations`](crate::Store::board_integrations).
         pub(super) async fn board_integrations(
             store: &$store,
+            asked_since_ms: i64,
         ) -> $crate::Result<Vec<($crate::IntegrationId, bool)>> {
             use intake_model::ObjectType::{Account, BusinessUser, Deal};
             let sql = "SELECT i.id, EXISTS (SELECT 1 FROM requests r \
                      WHERE r.status IN ('PENDING', 'IN_PROGRESS') AND r.integration_id = i.id \
                      AND r.kind = 'UPLOAD' AND r.object_type IN ($1, $2, $3)) \
-                 FROM integrations i WHERE NOT i.deleted AND EXISTS (SELECT 1 FROM board_facts b \
+                 FROM integrations i WHERE NOT i.deleted AND i.board_asked_ms >= $4 \
+                 AND EXISTS (SELECT 1 FROM board_facts b \
                      WHERE b.integration_id = i.id AND b.object_type = $2) \
                  ORDER BY i.id";
             Ok(sqlx::query_as(sql)
                 .bind(Account.code())
                 .bind(Deal.code())
                 .bind(BusinessUser.code())
+                .bind(asked_since_ms)
                 .fetch_all(&store.$read)
                 .await?)
         }
@@ -390,9 +410,12 @@ fn facts_len(facts: &[Span; 7]) -> usize {
 struct Latest {
     text: Arc<String>,
     rows: Vec<Pending>,
-    index: HashMap<Box<str>, u32>,
+    /// The rows by objectId: each row's number and its objectId's hash (kept, so that
+    /// growing the table reads no text).
+    index: hashbrown::HashTable<(u32, u64)>,
+    hasher: hashbrown::DefaultHashBuilder,
     /// The earlier versions of the records (by row) that have any.
-    older: HashMap<u32, Vec<VersionKey>>,
+    older: hashbrown::HashMap<u32, Vec<VersionKey>>,
     /// Every version read (the rows of a whole read).
     versions: usize,
     garbage: usize,
@@ -403,6 +426,15 @@ struct Latest {
 
 impl Latest {
     fn push(&mut self, row: &FactRow<'_>) -> crate::Result<()> {
+        use std::hash::BuildHasher as _;
+        let hash = self.hasher.hash_one(row.object_id);
+        let found = self
+            .index
+            .find(hash, |&(i, h)| {
+                h == hash
+                    && span_text(&self.text, self.rows[i as usize].row.object_id) == row.object_id
+            })
+            .map(|&(i, _)| i);
         let text = Arc::make_mut(&mut self.text);
         let put_facts = |text: &mut String, deleted: bool| -> crate::Result<[Span; 7]> {
             let mut spans = [NONE; 7];
@@ -414,8 +446,8 @@ impl Latest {
             Ok(spans)
         };
         self.versions += 1;
-        match self.index.get(row.object_id) {
-            Some(&i) => {
+        match found {
+            Some(i) => {
                 let kept = &mut self.rows[i as usize];
                 let room = self.held < self.budget;
                 // As the Collector: the greatest (modifiedDate, request), the first read
@@ -477,7 +509,7 @@ impl Latest {
                     line: row.line,
                     deleted: row.deleted,
                 });
-                self.index.insert(row.object_id.into(), i);
+                self.index.insert_unique(hash, (i, hash), |&(_, h)| h);
             }
         }
         Ok(())

@@ -297,8 +297,16 @@ macro_rules! impl_store {
             }
             async fn board_integrations(
                 &self,
+                asked_since_ms: i64,
             ) -> $crate::Result<Vec<($crate::IntegrationId, bool)>> {
-                board::board_integrations(self).await
+                board::board_integrations(self, asked_since_ms).await
+            }
+            async fn board_asked(
+                &self,
+                integration: $crate::IntegrationId,
+                at_ms: i64,
+            ) -> $crate::Result<()> {
+                board::board_asked(self, integration, at_ms).await
             }
             async fn forget_board(&self, integration: $crate::IntegrationId) {
                 self.board_cache.forget(integration)

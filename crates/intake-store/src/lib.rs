@@ -668,10 +668,13 @@ pub trait Store: Send + Sync + 'static {
         object_type: ObjectType,
         as_of: i64,
     ) -> Result<BoardRecords>;
-    /// Every integration not deleted whose deal board has deals, with whether an upload of
-    /// a type on the board (DEAL, ACCOUNT, BUSINESS_USER) is pending or in progress in it:
-    /// what the server keeps warm ([`Store::board_records`] as they stand), between uploads.
-    async fn board_integrations(&self) -> Result<Vec<(IntegrationId, bool)>>;
+    /// Every integration not deleted whose deal board has deals and was asked for at or
+    /// after `asked_since_ms` ([`Store::board_asked`]), with whether an upload of a type on
+    /// the board (DEAL, ACCOUNT, BUSINESS_USER) is pending or in progress in it: what the
+    /// servers keep warm ([`Store::board_records`] as they stand), between uploads.
+    async fn board_integrations(&self, asked_since_ms: i64) -> Result<Vec<(IntegrationId, bool)>>;
+    /// Notes that a client asked for the integration's deal board at `at_ms` (unix ms).
+    async fn board_asked(&self, integration: IntegrationId, at_ms: i64) -> Result<()>;
     /// Drops what this instance holds in memory of the integration's board projection
     /// (read again whole at the next [`Store::board_records`]): for a board nobody asks
     /// for any more.

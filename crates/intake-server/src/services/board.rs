@@ -156,8 +156,8 @@ fn present<'a>(value: &'a Option<Cow<'a, str>>) -> Option<&'a str> {
     value.as_deref().filter(|s| !s.is_empty())
 }
 
-/// The records' rows by objectId.
-fn index(records: &BoardRecords) -> HashMap<&str, u32> {
+/// The records' rows by objectId (foldhash: half a million look-ups a board).
+fn index(records: &BoardRecords) -> hashbrown::HashMap<&str, u32> {
     (0..records.len())
         .map(|i| (records.object_id(i), i as u32))
         .collect()
@@ -172,10 +172,7 @@ pub async fn board(
     let wanted = status(params)?;
     let as_of = records::as_of(params)?;
     let integration = records::integration(state, company, params).await?;
-    asked()
-        .lock()
-        .expect("board lock")
-        .insert(integration, Instant::now());
+    note_asked(state, integration);
     let built = built(state, integration, wanted, as_of).await?;
     Ok(Board {
         as_of: as_of.map(format_timestamp),
@@ -195,24 +192,26 @@ async fn built(
 ) -> Result<Arc<Built>, ApiError> {
     let at = as_of.unwrap_or(i64::MAX);
     let started = Instant::now();
-    let store = &state.store;
+    // Each type on a task of its own: a whole read of the deals and one of the accounts
+    // parse their rows on both cores at once.
+    let read = |object_type: ObjectType| {
+        let store = Arc::clone(&state.store);
+        let task =
+            tokio::spawn(async move { store.board_records(integration, object_type, at).await });
+        async move {
+            match task.await {
+                Ok(records) => Ok::<_, ApiError>(records?),
+                Err(err) => Err(ApiError::internal(format!(
+                    "the board's read stopped: {err}"
+                ))),
+            }
+        }
+    };
     let (stages, deals, accounts, users) = tokio::try_join!(
         stages(state, integration, at),
-        async {
-            Ok(store
-                .board_records(integration, ObjectType::Deal, at)
-                .await?)
-        },
-        async {
-            Ok(store
-                .board_records(integration, ObjectType::Account, at)
-                .await?)
-        },
-        async {
-            Ok(store
-                .board_records(integration, ObjectType::BusinessUser, at)
-                .await?)
-        },
+        read(ObjectType::Deal),
+        read(ObjectType::Account),
+        read(ObjectType::BusinessUser),
     )?;
     let read = started.elapsed();
 
@@ -244,90 +243,117 @@ async fn built(
 /// How often [`keep_warm`] looks for boards to bring up to date.
 const WARM_EVERY: Duration = Duration::from_secs(2);
 
-/// How long after a client last asked this instance for an integration's board it is kept
-/// in memory and warm; after that its records are dropped, and read again whole at the
-/// next call.
+/// How long after a client last asked for an integration's board (on any instance) it is
+/// kept in memory and warm; after that its records are dropped, and read again whole at
+/// the next call.
 const WARM_FOR: Duration = Duration::from_secs(60 * 60);
 
-/// When a client last asked this instance for each integration's board.
+/// How often a client's call of a board is written down (`Store::board_asked`), at most.
+const NOTE_ASKED_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// When this instance last wrote down that each integration's board was asked for.
 fn asked() -> &'static Mutex<HashMap<IntegrationId, Instant>> {
     static ASKED: OnceLock<Mutex<HashMap<IntegrationId, Instant>>> = OnceLock::new();
     ASKED.get_or_init(Default::default)
 }
 
-/// Takes out of `asked` the integrations last asked for `warm_for` or more before `now`,
-/// and gives them.
-fn take_stale(
-    asked: &mut HashMap<IntegrationId, Instant>,
-    now: Instant,
-    warm_for: Duration,
-) -> Vec<IntegrationId> {
-    let mut stale = Vec::new();
-    asked.retain(|integration, at| {
-        let keep = now.saturating_duration_since(*at) < warm_for;
-        if !keep {
-            stale.push(*integration);
+/// Writes down that the integration's board was asked for, unless this instance did so in
+/// the last [`NOTE_ASKED_EVERY`]; on a task of its own (the call does not wait for the
+/// writer).
+fn note_asked(state: &AppState, integration: IntegrationId) {
+    let now = Instant::now();
+    {
+        let mut asked = asked().lock().expect("board lock");
+        if asked
+            .get(&integration)
+            .is_some_and(|at| now.saturating_duration_since(*at) < NOTE_ASKED_EVERY)
+        {
+            return;
         }
-        keep
+        asked.insert(integration, now);
+    }
+    let store = Arc::clone(&state.store);
+    tokio::spawn(async move {
+        if let Err(err) = store
+            .board_asked(integration, intake_store::now_unix_ms())
+            .await
+        {
+            tracing::warn!(
+                integration,
+                "cannot note that the deal board was asked for: {err}"
+            );
+            asked().lock().expect("board lock").remove(&integration);
+        }
     });
-    stale.sort_unstable();
-    stale
 }
 
 /// Keeps the boards that clients ask for read and built, so that a client's next call
-/// after an upload or a change of rows in place (a schema change, see `board_epochs`)
-/// finds it ready instead of reading half a million rows: every [`WARM_EVERY`], each
-/// integration whose board was asked for in the last [`WARM_FOR`] is brought up to date
-/// (the store's cache reads what was committed since; the board is built again only when
-/// that changed something). A board nobody asked for holds no memory: the first call
-/// after a start reads it whole, and one not asked for [`WARM_FOR`] is dropped. An
-/// integration with an upload of a board type pending or in progress is left alone until
-/// it ends, so that warming does not take the CPU from the upload batch by batch. Runs
-/// until `stopped`.
+/// after an upload, a restart or a change of rows in place (a schema change, see
+/// `board_epochs`) finds it ready instead of reading half a million rows: every
+/// [`WARM_EVERY`], each integration whose board was asked for in the last [`WARM_FOR`]
+/// (on any instance: the time is in the store) is brought up to date (the store's cache
+/// reads what was committed since; the board is built again only when that changed
+/// something). The others hold no memory: a board never asked for is read whole at its
+/// first call, and one no longer asked for is dropped. An integration with an upload of a
+/// board type pending or in progress is left alone until it ends, so that warming does not
+/// take the CPU from the upload batch by batch. Runs until `stopped`.
 pub async fn keep_warm(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    // The integrations whose board this instance may hold.
+    let mut held: std::collections::HashSet<IntegrationId> = Default::default();
     loop {
-        let (stale, wanted) = {
-            let mut asked = asked().lock().expect("board lock");
-            let stale = take_stale(&mut asked, Instant::now(), WARM_FOR);
-            (stale, asked.keys().copied().collect::<Vec<_>>())
-        };
-        for integration in stale {
-            built_boards()
-                .lock()
-                .expect("board lock")
-                .retain(|key, _| key.0 != integration);
-            state.store.forget_board(integration).await;
-            tracing::debug!(integration, "deal board dropped: not asked for");
-        }
-        if !wanted.is_empty() {
-            match state.store.board_integrations().await {
-                Ok(integrations) => {
-                    for (integration, busy) in integrations {
-                        if *stopped.borrow() {
-                            return;
+        let since = intake_store::now_unix_ms() - WARM_FOR.as_millis() as i64;
+        match state.store.board_integrations(since).await {
+            Ok(integrations) => {
+                // Those asked for here lately count too (their time may not be written yet).
+                let mut wanted: std::collections::HashSet<IntegrationId> =
+                    integrations.iter().map(|(i, _)| *i).collect();
+                let now = Instant::now();
+                for (integration, at) in asked().lock().expect("board lock").iter() {
+                    held.insert(*integration);
+                    if now.saturating_duration_since(*at) < WARM_FOR {
+                        wanted.insert(*integration);
+                    }
+                }
+                for integration in held.difference(&wanted) {
+                    forget(&state, *integration).await;
+                }
+                held = wanted;
+                for (integration, busy) in integrations {
+                    if *stopped.borrow() {
+                        return;
+                    }
+                    if busy {
+                        continue;
+                    }
+                    let started = Instant::now();
+                    match built(&state, integration, "OPEN", None).await {
+                        Ok(_) => {
+                            tracing::debug!(integration, took = ?started.elapsed(), "deal board warm")
                         }
-                        if busy || !wanted.contains(&integration) {
-                            continue;
-                        }
-                        let started = Instant::now();
-                        match built(&state, integration, "OPEN", None).await {
-                            Ok(_) => {
-                                tracing::debug!(integration, took = ?started.elapsed(), "deal board warm")
-                            }
-                            Err(err) => {
-                                tracing::warn!(integration, "cannot warm the deal board: {err:?}")
-                            }
+                        Err(err) => {
+                            tracing::warn!(integration, "cannot warm the deal board: {err:?}")
                         }
                     }
                 }
-                Err(err) => tracing::warn!("cannot list the deal boards to warm: {err}"),
             }
+            Err(err) => tracing::warn!("cannot list the deal boards to warm: {err}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(WARM_EVERY) => {}
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// Drops what this instance holds of the integration's board.
+async fn forget(state: &AppState, integration: IntegrationId) {
+    built_boards()
+        .lock()
+        .expect("board lock")
+        .retain(|key, _| key.0 != integration);
+    asked().lock().expect("board lock").remove(&integration);
+    state.store.forget_board(integration).await;
+    tracing::debug!(integration, "deal board dropped: not asked for");
 }
 
 /// The board's columns and hidden deals of the status `wanted`.
@@ -797,26 +823,6 @@ mod tests {
     use intake_model::wire::intake::{BoardColumn, BoardDeal, DealBoard, HiddenDeal};
     use intake_store::BoardRecord;
     use serde_json::value::RawValue;
-
-    #[test]
-    fn boards_not_asked_for_long_enough_are_taken_out() {
-        let start = Instant::now();
-        let hour = Duration::from_secs(3600);
-        let mut asked: HashMap<IntegrationId, Instant> = [
-            (3, start),
-            (1, start + Duration::from_secs(10)),
-            (2, start + hour),
-        ]
-        .into();
-        assert!(take_stale(&mut asked, start + Duration::from_secs(5), hour).is_empty());
-        assert_eq!(take_stale(&mut asked, start + hour, hour), [3]);
-        assert_eq!(take_stale(&mut asked, start + 2 * hour, hour), [1, 2]);
-        assert!(asked.is_empty());
-        // A clock read before the last call (another thread's): not stale.
-        asked.insert(4, start + hour);
-        assert!(take_stale(&mut asked, start, hour).is_empty());
-        assert_eq!(asked.len(), 1);
-    }
 
     #[test]
     fn id_prefixes_order_as_the_ids() {

@@ -16,7 +16,7 @@ use super::PgStore;
 use crate::board::{BoardRecords, Collector, FactRow, Projection, UploadMark, FACT_COLUMNS};
 use crate::{ClaimedWork, IntegrationId, RequestSeq, Result, StoreError, WorkKind};
 
-crate::board::board_statements!(PgStore, read: pool);
+crate::board::board_statements!(PgStore, read: pool, write: pool);
 
 /// Writes the projection of the batch's versions, in the batch's transaction: COPY, or,
 /// should a row of the batch be stored already (COPY then fails on the key), a multi-row

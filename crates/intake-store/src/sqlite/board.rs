@@ -19,7 +19,7 @@ use crate::{ClaimedWork, IntegrationId, RequestSeq, Result, StoreError, WorkKind
 /// Rows one purge step deletes.
 const PURGE_STEP_ROWS: i64 = 20_000;
 
-crate::board::board_statements!(SqliteStore, read: pool);
+crate::board::board_statements!(SqliteStore, read: pool, write: writer);
 
 /// Writes the projection of the batch's new versions (ids from `first_id` on, just
 /// inserted), in the batch's transaction: derived from the stored bodies in SQL, as

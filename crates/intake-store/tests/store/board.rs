@@ -14,7 +14,8 @@ use crate::contract_tests;
 
 contract_tests!(
     board_projection_is_what_the_bodies_say,
-    a_board_as_of_a_time_is_what_the_bodies_said_then
+    a_board_as_of_a_time_is_what_the_bodies_said_then,
+    boards_asked_for_are_the_ones_kept_warm
 );
 
 /// A record as the board reads it, owned: (objectId, facts).
@@ -485,4 +486,37 @@ async fn a_board_as_of_a_time_is_what_the_bodies_said_then(site: Site) {
         ids
     };
     assert_eq!(sorted(&read), sorted(&held));
+}
+
+/// `board_integrations` lists an integration with deals whose board was asked for since
+/// the time given (the latest time noted wins), and no other.
+async fn boards_asked_for_are_the_ones_kept_warm(site: Site) {
+    let store = open(&site).await;
+    let (company, iid) = acme(&*store).await;
+    let listed = |since: i64| {
+        let store = Arc::clone(&store);
+        async move { store.board_integrations(since).await.unwrap() }
+    };
+    // Asked for, but no deals yet; then deals, never asked for.
+    store.board_asked(iid, 1_000).await.unwrap();
+    assert!(listed(0).await.is_empty());
+    let work = claim(&*store, company, iid, "d", ObjectType::Deal).await;
+    let deal = line(ObjectType::Deal, 100, r#"{"objectId":"d1","name":"One"}"#);
+    apply_and_finish(&*store, &work, &batch(vec![deal])).await;
+    assert_eq!(listed(0).await, [(iid, false)]);
+    let other_company = store.create_company("globex").await.unwrap().id;
+    let other = store.register_integration(other_company, "crm", "g@b.c");
+    let other = other.await.unwrap().id;
+    let work = claim(&*store, other_company, other, "d", ObjectType::Deal).await;
+    let deal = line(ObjectType::Deal, 100, r#"{"objectId":"d1","name":"One"}"#);
+    apply_and_finish(&*store, &work, &batch(vec![deal])).await;
+    assert_eq!(listed(0).await, [(iid, false)]);
+    assert_eq!(listed(1_000).await, [(iid, false)]);
+    assert!(listed(1_001).await.is_empty());
+    // An earlier time does not move it back; a later one moves it on.
+    store.board_asked(iid, 500).await.unwrap();
+    assert_eq!(listed(1_000).await, [(iid, false)]);
+    store.board_asked(iid, 2_000).await.unwrap();
+    assert_eq!(listed(1_500).await, [(iid, false)]);
+    assert!(listed(2_001).await.is_empty());
 }
