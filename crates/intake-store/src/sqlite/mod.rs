@@ -45,6 +45,38 @@ pub struct SqliteStore {
     current_chunk: std::sync::atomic::AtomicI64,
     /// The deal board's latest facts per integration (see `board.rs`).
     board_cache: crate::board::BoardCache,
+    /// Stops [`checkpoints`] when the store is dropped.
+    _checkpoints: tokio::sync::oneshot::Sender<()>,
+}
+
+/// How often [`checkpoints`] copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Pages of WAL after which the writer checkpoints itself (SQLite's `wal_autocheckpoint`):
+/// a bound on the WAL's size (about 200 MB), reached only when [`checkpoints`] falls
+/// behind.
+const WRITER_CHECKPOINT_PAGES: &str = "50000";
+
+/// Copies the WAL's committed pages into the database every [`CHECKPOINT_EVERY`]
+/// (`wal_checkpoint(PASSIVE)`, which waits for no one), on a reading connection, until
+/// `stop` is dropped: the copying is then done beside the writer instead of in its commits.
+/// The writer, whose time bounds ingest, spent a third of it in commits that checkpointed
+/// (the DEAL upload of the bench: 70-72k records/s with the writer checkpointing every 40
+/// MB, 84-86k this way; BENCHMARKS.md).
+async fn checkpoints(pool: SqlitePool, mut stop: tokio::sync::oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+        }
+        // Busy when the writer checkpoints at that moment: the next round does it.
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!("background checkpoint: {err}");
+        }
+    }
 }
 
 crate::delegate::impl_store!(SqliteStore, "sqlite");
@@ -67,7 +99,12 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "10000");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone().pragma("cache_size", "-8192"))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", "-8192")
+                    .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES),
+            )
             .await?;
         MIGRATOR.run(&writer).await?;
         let rates = rates::RateWindows::load(&writer, options.clone()).await?;
@@ -76,6 +113,8 @@ impl SqliteStore {
             .connect_with(options.pragma("cache_size", "-2048"))
             .await?;
         let tiers = tiers::KeyTiers::load(&pool).await?;
+        let (stop_checkpoints, stopped) = tokio::sync::oneshot::channel();
+        tokio::spawn(checkpoints(pool.clone(), stopped));
         let store = SqliteStore {
             pool,
             writer,
@@ -87,6 +126,7 @@ impl SqliteStore {
             page_limit: std::sync::atomic::AtomicU64::new(0),
             current_chunk: std::sync::atomic::AtomicI64::new(history::CHUNK),
             board_cache: Default::default(),
+            _checkpoints: stop_checkpoints,
         };
         lookups::backfill(&store).await?;
         Ok(store)
