@@ -5,7 +5,10 @@
 //! The board as it stands now (no `asOf`) is read from [`BoardCache`]: each record's latest
 //! facts per integration and type, kept in memory and brought up to date at each call from
 //! the rows committed since, so that a call reads only what changed (see
-//! [`BoardCache::current`] for why that is exact).
+//! [`BoardCache::current`] for why that is exact). The board as of an earlier time starts
+//! from the same cache, which also holds the facts of earlier versions up to a budget
+//! ([`BoardCache::as_of`]). The server drops the cache of a board nobody asks for
+//! ([`crate::Store::forget_board`]).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -752,7 +755,8 @@ impl BoardCache {
     /// modifiedDate <= T. A record whose latest version is at most T is that version, as
     /// the cache holds it. Of every other record the cache knows each earlier version's key
     /// (seq, line) and modifiedDate, so it knows which version is the latest by T (or that
-    /// there is none: the record did not exist yet), and reads just those rows. Stages are
+    /// there is none: the record did not exist yet); it holds that version's facts too
+    /// while its budget lasts, and reads back by key just the rows it does not. Stages are
     /// read as of T by the caller; accounts and users come here as their own types.
     pub(crate) async fn as_of<P: Projection>(
         &self,
