@@ -686,6 +686,28 @@ impl BoardCache {
         )
     }
 
+    /// The type's entry, locked and brought up to date with what was committed since it
+    /// last read ([`bring_up_to_date`]), and what that read; `None` when rows changed in
+    /// place under every attempt.
+    async fn up_to_date<P: Projection>(
+        &self,
+        store: &P,
+        integration: IntegrationId,
+        object_type: ObjectType,
+    ) -> crate::Result<(Option<tokio::sync::OwnedMutexGuard<Followed>>, Refresh)> {
+        let mut entry = self.entry(integration, object_type).lock_owned().await;
+        let mut refresh = Refresh::default();
+        let fresh = bring_up_to_date(
+            store,
+            &mut entry,
+            (integration, object_type),
+            self.held_older_bytes,
+            &mut refresh,
+        )
+        .await?;
+        Ok((fresh.then_some(entry), refresh))
+    }
+
     /// Drops what is held of the integration (every type).
     pub(crate) fn forget(&self, integration: IntegrationId) {
         let mut followed = self.followed.lock().expect("board cache lock");
@@ -712,19 +734,9 @@ impl BoardCache {
         integration: IntegrationId,
         object_type: ObjectType,
     ) -> crate::Result<BoardRecords> {
-        let entry = self.entry(integration, object_type);
-        let mut entry = entry.lock().await;
         let started = std::time::Instant::now();
-        let mut refresh = Refresh::default();
-        if !bring_up_to_date(
-            store,
-            &mut entry,
-            (integration, object_type),
-            self.held_older_bytes,
-            &mut refresh,
-        )
-        .await?
-        {
+        let (mut entry, refresh) = self.up_to_date(store, integration, object_type).await?;
+        let Some(entry) = entry.as_mut() else {
             // Rows changed under every attempt: read the type whole, uncached.
             let mut latest = Latest::default();
             all_rows(store, integration, object_type, &mut |row| {
@@ -732,7 +744,7 @@ impl BoardCache {
             })
             .await?;
             return Ok(latest.records());
-        }
+        };
         let records = entry.records()?;
         tracing::debug!(
             integration,
@@ -765,21 +777,11 @@ impl BoardCache {
         object_type: ObjectType,
         as_of: i64,
     ) -> crate::Result<Option<BoardRecords>> {
-        let entry = self.entry(integration, object_type);
-        let mut entry = entry.lock().await;
         let started = std::time::Instant::now();
-        let mut refresh = Refresh::default();
-        if !bring_up_to_date(
-            store,
-            &mut entry,
-            (integration, object_type),
-            self.held_older_bytes,
-            &mut refresh,
-        )
-        .await?
-        {
+        let (mut entry, _) = self.up_to_date(store, integration, object_type).await?;
+        let Some(entry) = entry.as_mut() else {
             return Ok(None);
-        }
+        };
         let now = entry.records()?;
         if let Some((at, from, records)) = &entry.as_of {
             if *at == as_of && from.same(&now) {
