@@ -52,10 +52,10 @@ pub struct SqliteStore {
 /// How often [`checkpoints`] copies the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
-/// Pages of WAL after which the writer checkpoints itself (SQLite's `wal_autocheckpoint`):
-/// a bound on the WAL's size (about 200 MB), reached only when [`checkpoints`] falls
-/// behind.
-const WRITER_CHECKPOINT_PAGES: &str = "50000";
+/// Pages of WAL after which a connection that commits a write checkpoints itself in that
+/// commit (SQLite's `wal_autocheckpoint`, for every connection): a bound on the WAL's size
+/// (about 200 MB), reached only when [`checkpoints`] falls behind.
+const AUTOCHECKPOINT_PAGES: &str = "50000";
 
 /// Copies the WAL's committed pages into the database every [`CHECKPOINT_EVERY`]
 /// (`wal_checkpoint(PASSIVE)`, which waits for no one), on a reading connection, until
@@ -96,15 +96,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .pragma("temp_store", "memory")
-            .pragma("wal_autocheckpoint", "10000");
+            .pragma("wal_autocheckpoint", AUTOCHECKPOINT_PAGES);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(
-                options
-                    .clone()
-                    .pragma("cache_size", "-8192")
-                    .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES),
-            )
+            .connect_with(options.clone().pragma("cache_size", "-8192"))
             .await?;
         MIGRATOR.run(&writer).await?;
         let rates = rates::RateWindows::load(&writer, options.clone()).await?;
