@@ -1,33 +1,63 @@
 //! The look-up keys of the associations (see [`intake_model::associate`]), shared by both
 //! backends: which keys a batch writes, and what a reader of one snapshot asks.
 //!
-//! Decision: the keys are written inside each batch's transaction, beside the versions,
-//! so an association asked after a request is DONE sees that request's records, and a
-//! replayed batch (after a crash) writes the same keys again, which the primary key
-//! absorbs. Keys are a superset index: a reader checks every record a key leads to
+//! Decision: the keys are derived after the batches that store their versions, not in
+//! their transactions. A B-tree of text keys filled in the batches cost more than the
+//! versions themselves (an upload of contacts ran at 0.4 × its rate without keys,
+//! BENCHMARKS.md). So a batch writes versions only; the keyer reads the versions not keyed
+//! yet back and writes their keys in larger sorted runs, in transactions of its own: the
+//! worker runs it after each request (before it takes the next), and every reader of one
+//! snapshot runs it for its integration before the snapshot starts, so an association
+//! asked after a request is DONE (or while it runs) sees every line stored so far. Keying
+//! is idempotent (the primary key absorbs a replay) and its progress is exact on both
+//! backends (SQLite: the versions' ids; PostgreSQL: a line per upload). Keys are a
+//! superset index: a reader checks every record a key leads to
 //! against the record's state at the time asked, so a later version that changes or
 //! deletes a value needs no key removed, and out-of-order versions need no care.
 
 use intake_model::associate::{lookup_keys, LookupKind};
-use intake_model::{ObjectType, ValidRecord};
+use intake_model::ObjectType;
 
-use crate::{RecordState, Result};
+use crate::{IntegrationId, RecordState, Result};
 
-/// The rows of `lookup_keys` a batch of versions adds: (kind code, key, objectId).
-pub(crate) fn batch_keys<'r>(
-    object_type: ObjectType,
-    records: impl IntoIterator<Item = &'r ValidRecord>,
-) -> Vec<(i16, String, &'r str)> {
+/// A row of `lookup_keys`: (integration, kind code, key, object type code, objectId).
+pub(crate) type KeyRow = (IntegrationId, i16, String, i16, String);
+
+/// Appends the rows of `lookup_keys` one stored version gives (the keyer's, see the
+/// module's decision); none for a type without keys.
+pub(crate) fn push_version_keys(
+    rows: &mut Vec<KeyRow>,
+    integration: IntegrationId,
+    code: i16,
+    object_id: &str,
+    body: &str,
+) {
+    let Some(object_type) = ObjectType::from_code(code) else {
+        return;
+    };
     if !intake_model::associate::has_lookup_keys(object_type) {
-        return Vec::new();
+        return;
     }
-    let mut rows = Vec::new();
-    for record in records {
-        for (kind, key) in lookup_keys(object_type, &record.body) {
-            rows.push((kind.code(), key, record.object_id.as_str()));
-        }
+    for (kind, key) in lookup_keys(object_type, body) {
+        rows.push((integration, kind.code(), key, code, object_id.to_owned()));
     }
-    rows
+}
+
+/// Puts rows of `lookup_keys` in key order, each once: so that each insert of a run walks
+/// the index forward, and a page is written once per run.
+pub(crate) fn in_key_order(rows: &mut Vec<KeyRow>) {
+    rows.sort_unstable();
+    rows.dedup();
+}
+
+/// The type codes that have look-up keys, as a SQL list (`1, 2, ...`).
+pub(crate) fn keyed_type_codes() -> String {
+    ObjectType::ALL
+        .iter()
+        .filter(|t| intake_model::associate::has_lookup_keys(**t))
+        .map(|t| t.code().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A record that a look-up key led to: one of its versions carried the key.

@@ -80,31 +80,6 @@ pub(super) async fn copy_versions(
     .await
 }
 
-/// Streams look-up keys (kind code, key, objectId) into `table` (a recent tier of
-/// `lookup_keys`) with COPY; fails with a unique violation when one is stored there already.
-pub(super) async fn copy_lookup_keys(
-    tx: &mut sqlx::PgConnection,
-    table: &str,
-    integration: crate::IntegrationId,
-    object_type: i16,
-    rows: &[(i16, String, &str)],
-) -> std::result::Result<(), sqlx::Error> {
-    use std::io::Write;
-    copy_in(
-        tx,
-        &format!("COPY {table} (integration_id, kind, key, object_type, object_id) FROM STDIN"),
-        rows,
-        |chunk, (kind, key, object_id)| {
-            write!(chunk, "{integration}\t{kind}\t").expect("writes to a Vec");
-            push_copy_text(chunk, key);
-            write!(chunk, "\t{object_type}\t").expect("writes to a Vec");
-            push_copy_text(chunk, object_id);
-            chunk.push(b'\n');
-        },
-    )
-    .await
-}
-
 /// The slow path of [`copy_versions`]: one multi-row insert that skips the versions stored
 /// in `table`. (One stored in another tier is the same row: a replay across a swap.)
 pub(super) async fn insert_versions_skipping_conflicts(

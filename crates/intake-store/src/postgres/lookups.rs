@@ -2,88 +2,129 @@
 //! erasure of people (see `crate::lookups`).
 
 use intake_model::associate::LookupKind;
-use intake_model::{ObjectType, ValidRecord};
-use sqlx::{PgConnection, Postgres};
+use intake_model::ObjectType;
+use sqlx::{PgConnection, PgPool, Postgres};
 
 use super::PgStore;
-use crate::lookups::{batch_keys, DomainSettings, LookupHit, ReadSnapshot, ERASED_DESCRIPTION};
-use crate::{IntegrationId, RecordState, Result, StoreError};
+use crate::lookups::{
+    in_key_order, push_version_keys, DomainSettings, KeyRow, LookupHit, ReadSnapshot,
+    ERASED_DESCRIPTION,
+};
+use crate::{IntegrationId, RecordState, RequestSeq, Result, StoreError};
 
-/// Writes the keys of a batch's versions inside its transaction into `table` (the active
-/// recent tier) with COPY, PostgreSQL's fast path. A key stored already (the same record uploaded again with the same value, or
-/// a replayed batch) makes COPY fail; then the keys are written again, skipping those
-/// stored. `stored_before` says that the batch's versions met stored ones: COPY is not
-/// tried.
-pub(super) async fn write(
-    tx: &mut PgConnection,
-    table: &str,
-    integration: IntegrationId,
-    object_type: ObjectType,
-    records: impl IntoIterator<Item = &ValidRecord>,
-    stored_before: bool,
-) -> Result<()> {
-    let mut rows = batch_keys(object_type, records);
+/// Writes rows of `lookup_keys` into `table` (the main one or a recent tier), skipping
+/// those stored: one insert of arrays.
+async fn insert_rows(tx: &mut PgConnection, table: &str, rows: &[KeyRow]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    // In key order, so that consecutive index entries land on neighbouring pages.
-    rows.sort_unstable();
-    rows.dedup();
-    if !stored_before {
-        sqlx::query("SAVEPOINT copy_keys").execute(&mut *tx).await?;
-        match super::copy::copy_lookup_keys(tx, table, integration, object_type.code(), &rows).await
-        {
-            Ok(()) => return Ok(()),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                sqlx::query("ROLLBACK TO SAVEPOINT copy_keys")
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
-    insert_rows(tx, table, integration, object_type, &rows).await
-}
-
-/// Writes keys into the main `lookup_keys`, skipping those stored: one insert of arrays.
-pub(super) async fn insert(
-    tx: &mut PgConnection,
-    integration: IntegrationId,
-    object_type: ObjectType,
-    records: impl IntoIterator<Item = &ValidRecord>,
-) -> Result<()> {
-    let mut rows = batch_keys(object_type, records);
-    rows.sort_unstable();
-    insert_rows(tx, "lookup_keys", integration, object_type, &rows).await
-}
-
-async fn insert_rows(
-    tx: &mut PgConnection,
-    table: &str,
-    integration: IntegrationId,
-    object_type: ObjectType,
-    rows: &[(i16, String, &str)],
-) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let kinds: Vec<i16> = rows.iter().map(|r| r.0).collect();
-    let keys: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-    let ids: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    let integrations: Vec<IntegrationId> = rows.iter().map(|r| r.0).collect();
+    let kinds: Vec<i16> = rows.iter().map(|r| r.1).collect();
+    let keys: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    let types: Vec<i16> = rows.iter().map(|r| r.3).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.4.as_str()).collect();
     sqlx::query(&format!(
         "INSERT INTO {table} (integration_id, kind, key, object_type, object_id) \
-         SELECT $1, k.kind, k.key, $2, k.object_id \
-         FROM UNNEST($3::smallint[], $4::text[], $5::text[]) AS k(kind, key, object_id) \
+         SELECT * FROM UNNEST($1::bigint[], $2::smallint[], $3::text[], $4::smallint[], \
+             $5::text[]) \
          ON CONFLICT DO NOTHING"
     ))
-    .bind(integration)
-    .bind(object_type.code())
+    .bind(integrations)
     .bind(kinds)
     .bind(keys)
+    .bind(types)
     .bind(ids)
     .execute(tx)
     .await?;
     Ok(())
+}
+
+/// Lines of an upload keyed per transaction of the keyer.
+const KEY_LINES: i64 = 20_000;
+
+/// Writes the look-up keys of every upload's lines stored and not keyed yet (of one
+/// integration, or of all), [`KEY_LINES`] a transaction (see `crate::lookups`); returns how
+/// many lines were passed.
+pub(super) async fn key_uploads(pool: &PgPool, integration: Option<IntegrationId>) -> Result<u64> {
+    let pending: Vec<RequestSeq> = sqlx::query_scalar(
+        "SELECT seq FROM requests WHERE kind = 'UPLOAD' AND keyed_line < checkpoint_line \
+         AND ($1::bigint IS NULL OR integration_id = $1) ORDER BY seq",
+    )
+    .bind(integration)
+    .fetch_all(pool)
+    .await?;
+    let mut passed = 0;
+    for seq in pending {
+        while let Some(lines) = key_step(pool, seq).await? {
+            passed += lines;
+        }
+    }
+    Ok(passed)
+}
+
+/// Keys the next lines of one upload; `None` when all its stored lines are keyed.
+///
+/// Exactness: the upload's row is locked (`FOR UPDATE`), so two keyers of one upload (two
+/// instances, the worker and a reader) take turns, and each reads `keyed_line` afresh.
+/// The active tier is read `FOR SHARE` first, as a batch does (the same order of locks:
+/// no deadlock with a batch or a swap), and the keys go into it. The versions are found in
+/// the recent tiers: a merge keys every upload before it moves a tier (`tiers::merge`).
+/// The integration's row is read `FOR SHARE`: a deleted integration's lines are passed
+/// without keys, and one being deleted waits for this transaction, so no key is written
+/// after its purge.
+async fn key_step(pool: &PgPool, seq: RequestSeq) -> Result<Option<u64>> {
+    let mut tx = pool.begin().await?;
+    let tier: i16 = sqlx::query_scalar("SELECT active FROM version_tiers WHERE id = 1 FOR SHARE")
+        .fetch_one(&mut *tx)
+        .await?;
+    let upload: Option<(IntegrationId, i64, i64, Option<i16>, bool)> = sqlx::query_as(
+        "SELECT r.integration_id, r.keyed_line, r.checkpoint_line, r.object_type, i.deleted \
+         FROM requests r JOIN integrations i ON i.id = r.integration_id \
+         WHERE r.seq = $1 FOR UPDATE OF r FOR SHARE OF i",
+    )
+    .bind(seq)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((integration, keyed, checkpoint, code, deleted)) = upload else {
+        return Ok(None);
+    };
+    if keyed >= checkpoint {
+        return Ok(None);
+    }
+    let keyed_type = code
+        .and_then(ObjectType::from_code)
+        .is_some_and(intake_model::associate::has_lookup_keys);
+    let through = if deleted || !keyed_type {
+        checkpoint
+    } else {
+        checkpoint.min(keyed + KEY_LINES)
+    };
+    if !deleted && keyed_type {
+        let versions: Vec<(String, String)> = sqlx::query_as(
+            "SELECT object_id, body FROM recent_versions_0 WHERE seq = $1 AND line > $2 AND line <= $3 \
+             UNION ALL \
+             SELECT object_id, body FROM recent_versions_1 WHERE seq = $1 AND line > $2 AND line <= $3",
+        )
+        .bind(seq)
+        .bind(keyed)
+        .bind(through)
+        .fetch_all(&mut *tx)
+        .await?;
+        let code = code.unwrap_or_default();
+        let mut rows = Vec::new();
+        for (object_id, body) in &versions {
+            push_version_keys(&mut rows, integration, code, object_id, body);
+        }
+        in_key_order(&mut rows);
+        insert_rows(&mut tx, super::tiers::recent_lookup_keys(tier), &rows).await?;
+    }
+    sqlx::query("UPDATE requests SET keyed_line = $2 WHERE seq = $1")
+        .bind(seq)
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some((through - keyed) as u64))
 }
 
 /// Fills the keys of versions stored before the look-ups existed, once, when the store
@@ -115,19 +156,13 @@ pub(super) async fn backfill(store: &PgStore) -> Result<()> {
         .await?;
         let Some(last) = rows.last() else { break };
         after = (last.0, last.1, last.2.clone(), last.3, last.4);
-        let mut tx = store.pool.begin().await?;
-        for (integration, code, object_id, _, _, deleted, body) in rows {
-            let Some(object_type) = ObjectType::from_code(code) else {
-                continue;
-            };
-            let record = ValidRecord {
-                object_id,
-                modified: None,
-                deleted,
-                body,
-            };
-            insert(&mut tx, integration, object_type, [&record]).await?;
+        let mut keys = Vec::new();
+        for (integration, code, object_id, _, _, _, body) in &rows {
+            push_version_keys(&mut keys, *integration, *code, object_id, body);
         }
+        in_key_order(&mut keys);
+        let mut tx = store.pool.begin().await?;
+        insert_rows(&mut tx, "lookup_keys", &keys).await?;
         tx.commit().await?;
     }
     sqlx::query("UPDATE store_upkeep SET done = true WHERE name = 'lookup_keys'")
@@ -188,6 +223,8 @@ pub(super) async fn read_snapshot(
     store: &PgStore,
     integration: IntegrationId,
 ) -> Result<Box<dyn ReadSnapshot>> {
+    // Every line stored so far is keyed before the snapshot starts.
+    key_uploads(&store.pool, Some(integration)).await?;
     // One round trip: the isolation level is given with the BEGIN, and the recent tiers are
     // locked before the snapshot is taken (a merge's TRUNCATE is not MVCC-safe).
     let tx = store

@@ -160,10 +160,7 @@ pub(super) async fn apply_batch(
     let Some(tier) = tier else {
         return Ok(Err(LeaseLost));
     };
-    let (versions, keys) = (
-        super::tiers::recent_versions(tier),
-        super::tiers::recent_lookup_keys(tier),
-    );
+    let versions = super::tiers::recent_versions(tier);
     if !batch.records.is_empty() {
         // COPY is PostgreSQL's fast path. A checkpoint commits with its rows, so a
         // resumed request never sends a stored row again and COPY meets no conflict;
@@ -171,34 +168,23 @@ pub(super) async fn apply_batch(
         sqlx::query("SAVEPOINT copy_versions")
             .execute(&mut *tx)
             .await?;
-        let stored_before =
-            match copy_versions(&mut tx, versions, work, object_type, &batch.records).await {
-                Ok(()) => false,
-                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT copy_versions")
-                        .execute(&mut *tx)
-                        .await?;
-                    insert_versions_skipping_conflicts(
-                        &mut tx,
-                        versions,
-                        work,
-                        object_type,
-                        &batch.records,
-                    )
+        match copy_versions(&mut tx, versions, work, object_type, &batch.records).await {
+            Ok(()) => {}
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                sqlx::query("ROLLBACK TO SAVEPOINT copy_versions")
+                    .execute(&mut *tx)
                     .await?;
-                    true
-                }
-                Err(err) => return Err(err.into()),
-            };
-        super::lookups::write(
-            &mut tx,
-            keys,
-            work.integration_id,
-            upload_type,
-            batch.records.iter().map(|(_, record)| record),
-            stored_before,
-        )
-        .await?;
+                insert_versions_skipping_conflicts(
+                    &mut tx,
+                    versions,
+                    work,
+                    object_type,
+                    &batch.records,
+                )
+                .await?;
+            }
+            Err(err) => return Err(err.into()),
+        }
         super::board::insert_facts(&mut tx, work, &batch.records).await?;
     }
     if !batch.errors.is_empty() {

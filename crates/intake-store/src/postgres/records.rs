@@ -76,7 +76,12 @@ pub(super) async fn purge_integration(store: &PgStore, integration: IntegrationI
     Ok(())
 }
 
-/// Starts the merge of a recent tier when one is due (see `tiers.rs`).
+/// One step of upkeep: the look-up keys of the lines stored since the last request first
+/// (they cannot wait: see `crate::lookups`), then the merge of a recent tier when one is
+/// due (see `tiers.rs`).
 pub(super) async fn maintain(store: &PgStore, idle: bool) -> Result<bool> {
+    if super::lookups::key_uploads(&store.pool, None).await? > 0 {
+        return Ok(true);
+    }
     super::tiers::maintain(store, idle).await
 }

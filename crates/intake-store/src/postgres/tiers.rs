@@ -7,6 +7,10 @@
 //! round left them, see BENCHMARKS.md). Reads go through the views `all_versions` and
 //! `all_lookup_keys`.
 //!
+//! Look-up keys are written by the keyer (`lookups::key_uploads`), which finds the
+//! versions not keyed yet in the recent tiers by request and line: a merge keys every
+//! upload first, so a version leaves its tier keyed.
+//!
 //! Exactness:
 //! - a batch reads the active tier `FOR SHARE` in its transaction; the swap's `UPDATE`
 //!   waits for every such batch, so once it commits nothing writes to the tier it left;
@@ -161,12 +165,12 @@ pub(super) async fn merge(pool: &PgPool) -> Result<Option<Merged>> {
         let _ = conn.close().await;
         return Ok(None);
     }
-    let merged = merge_locked(&mut conn).await;
+    let merged = merge_locked(pool, &mut conn).await;
     let _ = conn.close().await;
     merged
 }
 
-async fn merge_locked(conn: &mut PgConnection) -> Result<Option<Merged>> {
+async fn merge_locked(pool: &PgPool, conn: &mut PgConnection) -> Result<Option<Merged>> {
     let (active, full0, full1): (i16, bool, bool) = sqlx::query_as(
         "SELECT active, \
              EXISTS (SELECT 1 FROM recent_versions_0) OR EXISTS (SELECT 1 FROM recent_lookup_keys_0), \
@@ -189,6 +193,9 @@ async fn merge_locked(conn: &mut PgConnection) -> Result<Option<Merged>> {
     } else {
         return Ok(None);
     };
+    // The keys of every line stored so far first: the keyer finds versions in the recent
+    // tiers only, and no batch writes to this tier any more.
+    super::lookups::key_uploads(pool, None).await?;
     let started = Instant::now();
     let (versions, keys) = (recent_versions(tier), recent_lookup_keys(tier));
     let moved = move_rows(&mut *conn, versions, "record_versions", &VERSION_KEY).await?;

@@ -2,83 +2,139 @@
 //! erasure of people (see `crate::lookups`).
 
 use intake_model::associate::LookupKind;
-use intake_model::{ObjectType, ValidRecord};
+use intake_model::ObjectType;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::tiers::{self, MAIN, RECENT};
 use super::SqliteStore;
-use crate::lookups::{batch_keys, DomainSettings, LookupHit, ReadSnapshot, ERASED_DESCRIPTION};
+use crate::lookups::{
+    in_key_order, keyed_type_codes, push_version_keys, DomainSettings, KeyRow, LookupHit,
+    ReadSnapshot, ERASED_DESCRIPTION,
+};
 use crate::{IntegrationId, RecordState, Result, StoreError};
 
 /// Rows per multi-row insert (5 binds each, well under SQLite's 32,766).
 const ROWS_PER_INSERT: usize = 1000;
 
-/// Writes the keys of a batch's versions inside its transaction.
-pub(super) async fn insert(
-    tx: &mut SqliteConnection,
-    integration: IntegrationId,
-    object_type: ObjectType,
-    records: impl IntoIterator<Item = &ValidRecord>,
-) -> Result<()> {
-    let mut rows = batch_keys(object_type, records);
-    // In key order, so each insert walks the index forward.
-    rows.sort_unstable();
+/// Writes rows of `lookup_keys` (in key order, so each insert walks the index forward),
+/// skipping those stored.
+async fn insert(tx: &mut SqliteConnection, rows: &[KeyRow]) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT OR IGNORE INTO lookup_keys (integration_id, kind, key, object_type, object_id) ",
         );
-        insert.push_values(chunk, |mut row, (kind, key, object_id)| {
-            row.push_bind(integration)
-                .push_bind(*kind)
-                .push_bind(key)
-                .push_bind(object_type.code())
-                .push_bind(*object_id);
-        });
+        insert.push_values(
+            chunk,
+            |mut row, (integration, kind, key, code, object_id)| {
+                row.push_bind(*integration)
+                    .push_bind(*kind)
+                    .push_bind(key)
+                    .push_bind(*code)
+                    .push_bind(object_id);
+            },
+        );
         insert.build().persistent(true).execute(&mut *tx).await?;
     }
     Ok(())
 }
 
-/// Fills the keys of versions stored before the look-ups existed, once, when the store opens.
-pub(super) async fn backfill(store: &SqliteStore) -> Result<()> {
-    let done: Option<bool> =
-        sqlx::query_scalar("SELECT done FROM store_upkeep WHERE name = 'lookup_keys'")
-            .fetch_optional(&store.writer)
-            .await?;
-    if done != Some(false) {
-        return Ok(());
+/// Versions keyed per transaction of the keyer: one sorted run of their keys. A run writes
+/// each index page it touches once, and a run of a few thousand keys touches most pages
+/// of a large index, so larger runs cost less per key (BENCHMARKS.md).
+const KEY_VERSIONS: i64 = 50_000;
+
+/// Versions read per statement of the keyer (their bodies packed into one text).
+const READ_WINDOW: i64 = 5_000;
+
+/// Whether every stored version is keyed (a read on a reading connection: no write lock
+/// is taken when there is nothing to key).
+async fn all_keyed(store: &SqliteStore) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT keyed_through >= (SELECT coalesce(max(id), 0) FROM record_versions) \
+         FROM lookup_progress WHERE id = 1",
+    )
+    .fetch_one(&store.pool)
+    .await?)
+}
+
+/// Writes the look-up keys of every version stored and not keyed yet, [`KEY_VERSIONS`] a
+/// transaction (see `crate::lookups`); returns how many versions were passed. Versions
+/// take their ids in the order of their commits (one writer; above the greatest id stored
+/// and the greatest keyed, so no id is taken twice after an erasure or a purge removed the
+/// greatest ones), so `keyed_through` is exact: every version at or below it is keyed.
+pub(super) async fn key_versions(store: &SqliteStore) -> Result<u64> {
+    if all_keyed(store).await? {
+        return Ok(0);
     }
-    tracing::info!("filling the association look-up keys of the stored versions");
-    let mut after = 0i64;
+    let mut passed = 0;
     loop {
-        let rows: Vec<(i64, i64, i64, String, bool, String)> = sqlx::query_as(
-            "SELECT id, integration_id, object_type, object_id, deleted, body \
-             FROM record_versions WHERE id > ? ORDER BY id LIMIT 5000",
-        )
-        .bind(after)
-        .fetch_all(&store.writer)
-        .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.0;
-        let mut tx = store.begin_write().await?;
-        for (_, integration, code, object_id, deleted, body) in rows {
-            let Some(object_type) = i16::try_from(code).ok().and_then(ObjectType::from_code) else {
-                continue;
-            };
-            let record = ValidRecord {
-                object_id,
-                modified: None,
-                deleted,
-                body,
-            };
-            insert(&mut tx, integration, object_type, [&record]).await?;
+        let step = key_step(store).await?;
+        if step == 0 {
+            return Ok(passed);
         }
-        tx.commit().await?;
+        passed += step;
     }
-    sqlx::query("UPDATE store_upkeep SET done = 1 WHERE name = 'lookup_keys'")
-        .execute(&store.writer)
+}
+
+async fn key_step(store: &SqliteStore) -> Result<u64> {
+    let mut tx = store.begin_write().await?;
+    let (through, last): (i64, i64) = sqlx::query_as(
+        "SELECT keyed_through, (SELECT coalesce(max(id), 0) FROM record_versions) \
+         FROM lookup_progress WHERE id = 1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if through >= last {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let upto = last.min(through + KEY_VERSIONS);
+    let started = std::time::Instant::now();
+    // Read in windows of ids, each packed into one text (see `Packed`).
+    let sql = format!(
+        "SELECT group_concat(integration_id || ',' || object_type || ',' \
+             || octet_length(object_id) || ':' || object_id \
+             || octet_length(body) || ':' || body, '') \
+         FROM record_versions WHERE id > ? AND id <= ? AND object_type IN ({}) \
+         AND integration_id NOT IN (SELECT id FROM integrations WHERE deleted)",
+        keyed_type_codes()
+    );
+    let mut keys = Vec::new();
+    let mut from = through;
+    while from < upto {
+        let to = upto.min(from + READ_WINDOW);
+        let packed: Option<String> = sqlx::query_scalar(&sql)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut packed = Packed(packed.as_deref().unwrap_or(""));
+        while !packed.0.is_empty() {
+            let (integration, code) = (packed.int()?, packed.int()?);
+            let code = i16::try_from(code).map_err(|_| Packed::corrupt())?;
+            let (object_id, body) = (packed.text()?, packed.text()?);
+            push_version_keys(&mut keys, integration, code, object_id, body);
+        }
+        from = to;
+    }
+    let read = started.elapsed();
+    in_key_order(&mut keys);
+    insert(&mut tx, &keys).await?;
+    let inserted = started.elapsed();
+    sqlx::query("UPDATE lookup_progress SET keyed_through = ? WHERE id = 1")
+        .bind(upto)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    tx.commit().await?;
+    tracing::debug!(
+        through = upto,
+        keys = keys.len(),
+        ?read,
+        ?inserted,
+        took = ?started.elapsed(),
+        "look-up keys written"
+    );
+    Ok((upto - through) as u64)
 }
 
 /// Removes an integration's keys and settings, a step at a time (returns the rows removed).
@@ -165,6 +221,8 @@ pub(super) async fn read_snapshot(
     store: &SqliteStore,
     integration: IntegrationId,
 ) -> Result<Box<dyn ReadSnapshot>> {
+    // Every version stored so far is keyed before the snapshot starts.
+    key_versions(store).await?;
     let mut tx = store.pool.begin().await?;
     // The snapshot starts here, not at the first look-up.
     sqlx::query("SELECT 1 FROM store_upkeep LIMIT 1")

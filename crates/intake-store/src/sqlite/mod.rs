@@ -123,7 +123,6 @@ impl SqliteStore {
             board_cache: Default::default(),
             _checkpoints: stop_checkpoints,
         };
-        lookups::backfill(&store).await?;
         Ok(store)
     }
 }

@@ -181,9 +181,13 @@ pub(super) async fn apply_batch(
     };
     let object_type = upload_type.code();
     // Bodies are appended under ids of their own; their keys go to the recent tier.
-    let first_id: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM record_versions")
-        .fetch_one(&mut *tx)
-        .await?;
+    // Above every id keyed so far too: an erasure or a purge may have removed the
+    // greatest ids, and an id keyed before would never be keyed again (see `lookups.rs`).
+    let first_id: i64 = sqlx::query_scalar(
+        "SELECT max(coalesce((SELECT max(id) FROM record_versions), 0),              (SELECT keyed_through FROM lookup_progress WHERE id = 1)) + 1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let mut next_id = first_id;
     let new_records: Vec<_> = batch
         .records
@@ -220,13 +224,6 @@ pub(super) async fn apply_batch(
     .execute(&mut *tx)
     .await?;
     let counts = tiers::count_keys(&mut tx, 0, next_id - first_id).await?;
-    super::lookups::insert(
-        &mut tx,
-        work.integration_id,
-        upload_type,
-        new_records.iter().map(|(_, record)| record),
-    )
-    .await?;
     for error in &batch.errors {
         sqlx::query(
             "INSERT OR IGNORE INTO request_errors (seq, line, description) VALUES (?, ?, ?)",

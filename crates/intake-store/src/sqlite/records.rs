@@ -9,7 +9,14 @@ use super::tiers::{self, MAIN, RECENT};
 use super::SqliteStore;
 use crate::{IntegrationId, Result, Version};
 
-pub(super) use super::tiers::maintain;
+/// One step of upkeep: the look-up keys of the versions stored since the last request
+/// first (they cannot wait: see `crate::lookups`), then a merge of the key tiers if due.
+pub(super) async fn maintain(store: &SqliteStore, idle: bool) -> Result<bool> {
+    if super::lookups::key_versions(store).await? > 0 {
+        return Ok(true);
+    }
+    tiers::maintain(store, idle).await
+}
 
 pub(super) async fn current_objects(
     store: &SqliteStore,
