@@ -1,6 +1,6 @@
-//! Versions into the active recent tier (`recent_versions_N`, see `tiers.rs`): COPY in text
-//! format, PostgreSQL's fast path, and the multi-row insert that skips stored versions
-//! when COPY meets one.
+//! Versions and look-up keys into the active recent tier (`recent_versions_N`,
+//! `recent_lookup_keys_N`, see `tiers.rs`): COPY in text format, PostgreSQL's fast path,
+//! and the multi-row insert that skips stored versions when COPY meets one.
 
 use crate::ClaimedWork;
 
@@ -74,6 +74,29 @@ pub(super) async fn copy_versions(
             )
             .expect("writes to a Vec");
             push_copy_text(chunk, &record.body);
+            chunk.push(b'\n');
+        },
+    )
+    .await
+}
+
+/// Streams rows of `lookup_keys` into `table` (a recent tier) with COPY; fails with a
+/// unique violation when one is stored there already.
+pub(super) async fn copy_lookup_keys(
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+    rows: &[crate::lookups::KeyRow],
+) -> std::result::Result<(), sqlx::Error> {
+    use std::io::Write;
+    copy_in(
+        tx,
+        &format!("COPY {table} (integration_id, kind, key, object_type, object_id) FROM STDIN"),
+        rows,
+        |chunk, (integration, kind, key, object_type, object_id)| {
+            write!(chunk, "{integration}\t{kind}\t").expect("writes to a Vec");
+            push_copy_text(chunk, key);
+            write!(chunk, "\t{object_type}\t").expect("writes to a Vec");
+            push_copy_text(chunk, object_id);
             chunk.push(b'\n');
         },
     )
