@@ -21,33 +21,94 @@ use intake_model::ObjectType;
 use crate::{IntegrationId, RecordState, Result};
 
 /// A row of `lookup_keys`: (integration, kind code, key, object type code, objectId).
-pub(crate) type KeyRow = (IntegrationId, i16, String, i16, String);
+pub(crate) type KeyRow<'r> = (IntegrationId, i16, &'r str, i16, &'r str);
 
-/// Appends the rows of `lookup_keys` one stored version gives (the keyer's, see the
-/// module's decision); none for a type without keys.
-pub(crate) fn push_version_keys(
-    rows: &mut Vec<KeyRow>,
-    integration: IntegrationId,
-    code: i16,
-    object_id: &str,
-    body: &str,
-) {
-    let Some(object_type) = ObjectType::from_code(code) else {
-        return;
-    };
-    if !intake_model::associate::has_lookup_keys(object_type) {
-        return;
-    }
-    for (kind, key) in lookup_keys(object_type, body) {
-        rows.push((integration, kind.code(), key, code, object_id.to_owned()));
-    }
+/// One run of the keyer: the rows of `lookup_keys` some stored versions give, their texts
+/// in one buffer (a run holds some 100,000 keys: two allocations each, freed together,
+/// cost more than the sort, and left the process larger after the run).
+#[derive(Default)]
+pub(crate) struct KeyRun {
+    text: String,
+    entries: Vec<KeyEntry>,
 }
 
-/// Puts rows of `lookup_keys` in key order, each once: so that each insert of a run walks
-/// the index forward, and a page is written once per run.
-pub(crate) fn in_key_order(rows: &mut Vec<KeyRow>) {
-    rows.sort_unstable();
-    rows.dedup();
+/// A row of a [`KeyRun`]: its texts as spans of the run's buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyEntry {
+    integration: IntegrationId,
+    kind: i16,
+    object_type: i16,
+    key: (u32, u32),
+    object_id: (u32, u32),
+}
+
+impl KeyRun {
+    fn put(&mut self, text: &str) -> (u32, u32) {
+        let start = self.text.len();
+        self.text.push_str(text);
+        // A run stays far below 4 GiB (its versions are read in bounded steps).
+        (start as u32, text.len() as u32)
+    }
+
+    fn span(&self, (start, len): (u32, u32)) -> &str {
+        &self.text[start as usize..(start + len) as usize]
+    }
+
+    /// Adds the rows one stored version gives; none for a type without keys.
+    pub(crate) fn push_version(
+        &mut self,
+        integration: IntegrationId,
+        code: i16,
+        object_id: &str,
+        body: &str,
+    ) {
+        let Some(object_type) = ObjectType::from_code(code) else {
+            return;
+        };
+        if !intake_model::associate::has_lookup_keys(object_type) {
+            return;
+        }
+        let mut id = None;
+        for (kind, key) in lookup_keys(object_type, body) {
+            let object_id = *id.get_or_insert_with(|| self.put(object_id));
+            let key = self.put(&key);
+            self.entries.push(KeyEntry {
+                integration,
+                kind: kind.code(),
+                object_type: code,
+                key,
+                object_id,
+            });
+        }
+    }
+
+    /// The row of an entry.
+    pub(crate) fn row(&self, entry: &KeyEntry) -> KeyRow<'_> {
+        (
+            entry.integration,
+            entry.kind,
+            self.span(entry.key),
+            entry.object_type,
+            self.span(entry.object_id),
+        )
+    }
+
+    /// Puts the rows in key order, each once: so that each insert of a run walks the index
+    /// forward, and a page is written once per run.
+    pub(crate) fn sort(&mut self) {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.sort_unstable_by(|a, b| self.row(a).cmp(&self.row(b)));
+        entries.dedup_by(|a, b| self.row(a) == self.row(b));
+        self.entries = entries;
+    }
+
+    pub(crate) fn entries(&self) -> &[KeyEntry] {
+        &self.entries
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 /// The type codes that have look-up keys, as a SQL list (`1, 2, ...`).

@@ -85,13 +85,14 @@ pub(super) async fn copy_versions(
 pub(super) async fn copy_lookup_keys(
     tx: &mut sqlx::PgConnection,
     table: &str,
-    rows: &[crate::lookups::KeyRow],
+    run: &crate::lookups::KeyRun,
 ) -> std::result::Result<(), sqlx::Error> {
     use std::io::Write;
+    let rows: Vec<crate::lookups::KeyRow<'_>> = run.entries().iter().map(|e| run.row(e)).collect();
     copy_in(
         tx,
         &format!("COPY {table} (integration_id, kind, key, object_type, object_id) FROM STDIN"),
-        rows,
+        &rows,
         |chunk, (integration, kind, key, object_type, object_id)| {
             write!(chunk, "{integration}\t{kind}\t").expect("writes to a Vec");
             push_copy_text(chunk, key);

@@ -1,29 +1,26 @@
 //! The look-up keys and domain settings of the associations, one snapshot's reads, and the
 //! erasure of people (see `crate::lookups`).
 
-use futures_util::TryStreamExt;
 use intake_model::associate::LookupKind;
 use intake_model::ObjectType;
 use sqlx::{PgConnection, PgPool, Postgres};
 
 use super::PgStore;
-use crate::lookups::{
-    in_key_order, push_version_keys, DomainSettings, KeyRow, LookupHit, ReadSnapshot,
-    ERASED_DESCRIPTION,
-};
+use crate::lookups::{DomainSettings, KeyRun, LookupHit, ReadSnapshot, ERASED_DESCRIPTION};
 use crate::{IntegrationId, RecordState, RequestSeq, Result, StoreError};
 
 /// Writes rows of `lookup_keys` into `table` (the main one or a recent tier), skipping
 /// those stored: one insert of arrays.
-async fn insert_rows(tx: &mut PgConnection, table: &str, rows: &[KeyRow]) -> Result<()> {
-    if rows.is_empty() {
+async fn insert_rows(tx: &mut PgConnection, table: &str, run: &KeyRun) -> Result<()> {
+    if run.len() == 0 {
         return Ok(());
     }
+    let rows: Vec<_> = run.entries().iter().map(|e| run.row(e)).collect();
     let integrations: Vec<IntegrationId> = rows.iter().map(|r| r.0).collect();
     let kinds: Vec<i16> = rows.iter().map(|r| r.1).collect();
-    let keys: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    let keys: Vec<&str> = rows.iter().map(|r| r.2).collect();
     let types: Vec<i16> = rows.iter().map(|r| r.3).collect();
-    let ids: Vec<&str> = rows.iter().map(|r| r.4.as_str()).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.4).collect();
     sqlx::query(&format!(
         "INSERT INTO {table} (integration_id, kind, key, object_type, object_id) \
          SELECT * FROM UNNEST($1::bigint[], $2::smallint[], $3::text[], $4::smallint[], \
@@ -40,12 +37,29 @@ async fn insert_rows(tx: &mut PgConnection, table: &str, rows: &[KeyRow]) -> Res
     Ok(())
 }
 
-/// Lines of an upload keyed per transaction of the keyer: one sorted run of their keys
-/// (larger runs write each index page fewer times; see the SQLite keyer).
-const KEY_LINES: i64 = 50_000;
+/// Writes one sorted run into `table` (a recent tier) with COPY, the fast path; a key
+/// stored already (the record uploaded before with the same value, a replay) makes it
+/// fail, and the run is written again skipping those.
+async fn write_run(tx: &mut PgConnection, table: &str, run: &KeyRun) -> Result<()> {
+    sqlx::query("SAVEPOINT copy_keys").execute(&mut *tx).await?;
+    match super::copy::copy_lookup_keys(tx, table, run).await {
+        Ok(()) => Ok(()),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            sqlx::query("ROLLBACK TO SAVEPOINT copy_keys")
+                .execute(&mut *tx)
+                .await?;
+            insert_rows(tx, table, run).await
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Keys per sorted run the keyer writes (larger runs write each index page fewer times;
+/// see the SQLite keyer).
+const RUN_KEYS: usize = 100_000;
 
 /// Writes the look-up keys of every upload's lines stored and not keyed yet (of one
-/// integration, or of all), [`KEY_LINES`] a transaction (see `crate::lookups`); returns how
+/// integration, or of all), an upload a transaction (see `crate::lookups`); returns how
 /// many lines were passed.
 pub(super) async fn key_uploads(pool: &PgPool, integration: Option<IntegrationId>) -> Result<u64> {
     let pending: Vec<RequestSeq> = sqlx::query_scalar(
@@ -57,14 +71,15 @@ pub(super) async fn key_uploads(pool: &PgPool, integration: Option<IntegrationId
     .await?;
     let mut passed = 0;
     for seq in pending {
-        while let Some(lines) = key_step(pool, seq).await? {
-            passed += lines;
-        }
+        passed += key_upload(pool, seq).await?;
     }
     Ok(passed)
 }
 
-/// Keys the next lines of one upload; `None` when all its stored lines are keyed.
+/// Keys the lines of one upload stored and not keyed yet, in one transaction: one pass
+/// over its versions in the recent tiers (found by request: a pass per step of lines read
+/// the whole request's versions each time, a third of the keyer's time), their keys
+/// written in sorted runs of [`RUN_KEYS`] as they fill. Returns the lines passed.
 ///
 /// Exactness: the upload's row is locked (`FOR UPDATE`), so two keyers of one upload (two
 /// instances, the worker and a reader) take turns, and each reads `keyed_line` afresh.
@@ -74,13 +89,7 @@ pub(super) async fn key_uploads(pool: &PgPool, integration: Option<IntegrationId
 /// The integration's row is read `FOR SHARE`: a deleted integration's lines are passed
 /// without keys, and one being deleted waits for this transaction, so no key is written
 /// after its purge.
-///
-/// The lines are found through a BRIN index on (seq, line) of each tier (migration 0014):
-/// a batch's versions are appended together, so a block range holds few requests and
-/// lines, and the index costs a batch nearly nothing (a B-tree on the same columns made
-/// the upload of the bench's contacts a third slower). Ranges appended since the index
-/// was last summarized are summarized first, else every one of them would be read.
-async fn key_step(pool: &PgPool, seq: RequestSeq) -> Result<Option<u64>> {
+async fn key_upload(pool: &PgPool, seq: RequestSeq) -> Result<u64> {
     let mut tx = pool.begin().await?;
     let tier: i16 = sqlx::query_scalar("SELECT active FROM version_tiers WHERE id = 1 FOR SHARE")
         .fetch_one(&mut *tx)
@@ -94,79 +103,61 @@ async fn key_step(pool: &PgPool, seq: RequestSeq) -> Result<Option<u64>> {
     .fetch_optional(&mut *tx)
     .await?;
     let Some((integration, keyed, checkpoint, code, deleted)) = upload else {
-        return Ok(None);
+        return Ok(0);
     };
     if keyed >= checkpoint {
-        return Ok(None);
+        return Ok(0);
     }
     let keyed_type = code
         .and_then(ObjectType::from_code)
         .is_some_and(intake_model::associate::has_lookup_keys);
-    let through = if deleted || !keyed_type {
-        checkpoint
-    } else {
-        checkpoint.min(keyed + KEY_LINES)
-    };
     let started = std::time::Instant::now();
-    let mut read = std::time::Duration::ZERO;
-    let mut rows = Vec::new();
+    let mut keys = 0;
     if !deleted && keyed_type {
-        sqlx::query(
-            "SELECT brin_summarize_new_values('recent_versions_0_lines'), \
-                 brin_summarize_new_values('recent_versions_1_lines')",
-        )
+        let code = code.unwrap_or_default();
+        let table = super::tiers::recent_lookup_keys(tier);
+        // A cursor: the runs are written on the same connection between its fetches.
+        // (The bounds are integers, written into the statement: DECLARE takes no
+        // parameters.)
+        sqlx::query(&format!(
+            "DECLARE unkeyed NO SCROLL CURSOR FOR \
+             SELECT object_id, body FROM recent_versions_0 \
+                 WHERE seq = {seq} AND line > {keyed} AND line <= {checkpoint} \
+             UNION ALL \
+             SELECT object_id, body FROM recent_versions_1 \
+                 WHERE seq = {seq} AND line > {keyed} AND line <= {checkpoint}"
+        ))
         .execute(&mut *tx)
         .await?;
-        // Without statistics (a tier is emptied often) the planner may scan it whole.
-        sqlx::query("SET LOCAL enable_seqscan = off")
-            .execute(&mut *tx)
-            .await?;
-        let code = code.unwrap_or_default();
-        let mut versions = sqlx::query_as::<_, (String, String)>(
-            "SELECT object_id, body FROM recent_versions_0 WHERE seq = $1 AND line > $2 AND line <= $3 \
-             UNION ALL \
-             SELECT object_id, body FROM recent_versions_1 WHERE seq = $1 AND line > $2 AND line <= $3",
-        )
-        .bind(seq)
-        .bind(keyed)
-        .bind(through)
-        .fetch(&mut *tx);
-        while let Some((object_id, body)) = versions.try_next().await? {
-            push_version_keys(&mut rows, integration, code, &object_id, &body);
-        }
-        drop(versions);
-        in_key_order(&mut rows);
-        read = started.elapsed();
-        let table = super::tiers::recent_lookup_keys(tier);
-        // COPY, the fast path; a key stored already (the record uploaded before with the
-        // same value, a replay) makes it fail, and the run is written again skipping those.
-        sqlx::query("SAVEPOINT copy_keys").execute(&mut *tx).await?;
-        match super::copy::copy_lookup_keys(&mut tx, table, &rows).await {
-            Ok(()) => {}
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                sqlx::query("ROLLBACK TO SAVEPOINT copy_keys")
-                    .execute(&mut *tx)
-                    .await?;
-                insert_rows(&mut tx, table, &rows).await?;
+        let mut run = KeyRun::default();
+        loop {
+            let versions: Vec<(String, String)> = sqlx::query_as("FETCH 5000 FROM unkeyed")
+                .fetch_all(&mut *tx)
+                .await?;
+            let done = versions.is_empty();
+            for (object_id, body) in &versions {
+                run.push_version(integration, code, object_id, body);
             }
-            Err(err) => return Err(err.into()),
+            if run.len() >= RUN_KEYS || (done && run.len() > 0) {
+                run.sort();
+                write_run(&mut tx, table, &run).await?;
+                keys += run.len();
+                run = KeyRun::default();
+            }
+            if done {
+                break;
+            }
         }
+        sqlx::query("CLOSE unkeyed").execute(&mut *tx).await?;
     }
     sqlx::query("UPDATE requests SET keyed_line = $2 WHERE seq = $1")
         .bind(seq)
-        .bind(through)
+        .bind(checkpoint)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    tracing::debug!(
-        seq,
-        through,
-        keys = rows.len(),
-        ?read,
-        took = ?started.elapsed(),
-        "look-up keys written"
-    );
-    Ok(Some((through - keyed) as u64))
+    tracing::debug!(seq, through = checkpoint, keys, took = ?started.elapsed(), "look-up keys written");
+    Ok((checkpoint - keyed) as u64)
 }
 
 /// Fills the keys of versions stored before the look-ups existed, once, when the store
@@ -198,11 +189,11 @@ pub(super) async fn backfill(store: &PgStore) -> Result<()> {
         .await?;
         let Some(last) = rows.last() else { break };
         after = (last.0, last.1, last.2.clone(), last.3, last.4);
-        let mut keys = Vec::new();
+        let mut keys = KeyRun::default();
         for (integration, code, object_id, _, _, _, body) in &rows {
-            push_version_keys(&mut keys, *integration, *code, object_id, body);
+            keys.push_version(*integration, *code, object_id, body);
         }
-        in_key_order(&mut keys);
+        keys.sort();
         let mut tx = store.pool.begin().await?;
         insert_rows(&mut tx, "lookup_keys", &keys).await?;
         tx.commit().await?;

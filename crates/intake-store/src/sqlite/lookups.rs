@@ -8,8 +8,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use super::tiers::{self, MAIN, RECENT};
 use super::SqliteStore;
 use crate::lookups::{
-    in_key_order, keyed_type_codes, push_version_keys, DomainSettings, KeyRow, LookupHit,
-    ReadSnapshot, ERASED_DESCRIPTION,
+    keyed_type_codes, DomainSettings, KeyRun, LookupHit, ReadSnapshot, ERASED_DESCRIPTION,
 };
 use crate::{IntegrationId, RecordState, Result, StoreError};
 
@@ -18,21 +17,19 @@ const ROWS_PER_INSERT: usize = 1000;
 
 /// Writes rows of `lookup_keys` (in key order, so each insert walks the index forward),
 /// skipping those stored.
-async fn insert(tx: &mut SqliteConnection, rows: &[KeyRow]) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+async fn insert(tx: &mut SqliteConnection, run: &KeyRun) -> Result<()> {
+    for chunk in run.entries().chunks(ROWS_PER_INSERT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT OR IGNORE INTO lookup_keys (integration_id, kind, key, object_type, object_id) ",
         );
-        insert.push_values(
-            chunk,
-            |mut row, (integration, kind, key, code, object_id)| {
-                row.push_bind(*integration)
-                    .push_bind(*kind)
-                    .push_bind(key)
-                    .push_bind(*code)
-                    .push_bind(object_id);
-            },
-        );
+        insert.push_values(chunk, |mut row, entry| {
+            let (integration, kind, key, code, object_id) = run.row(entry);
+            row.push_bind(integration)
+                .push_bind(kind)
+                .push_bind(key)
+                .push_bind(code)
+                .push_bind(object_id);
+        });
         insert.build().persistent(true).execute(&mut *tx).await?;
     }
     Ok(())
@@ -99,7 +96,7 @@ async fn key_step(store: &SqliteStore) -> Result<u64> {
          AND integration_id NOT IN (SELECT id FROM integrations WHERE deleted)",
         keyed_type_codes()
     );
-    let mut keys = Vec::new();
+    let mut keys = KeyRun::default();
     let mut from = through;
     while from < upto {
         let to = upto.min(from + READ_WINDOW);
@@ -113,12 +110,12 @@ async fn key_step(store: &SqliteStore) -> Result<u64> {
             let (integration, code) = (packed.int()?, packed.int()?);
             let code = i16::try_from(code).map_err(|_| Packed::corrupt())?;
             let (object_id, body) = (packed.text()?, packed.text()?);
-            push_version_keys(&mut keys, integration, code, object_id, body);
+            keys.push_version(integration, code, object_id, body);
         }
         from = to;
     }
     let read = started.elapsed();
-    in_key_order(&mut keys);
+    keys.sort();
     insert(&mut tx, &keys).await?;
     let inserted = started.elapsed();
     sqlx::query("UPDATE lookup_progress SET keyed_through = ? WHERE id = 1")
