@@ -20,11 +20,31 @@ use intake_model::ObjectType;
 
 use crate::{IntegrationId, RecordState, Result};
 
-/// A row of `lookup_keys`: (integration, kind code, key, object type code, objectId).
-pub(crate) type KeyRow<'r> = (IntegrationId, i16, &'r str, i16, &'r str);
+/// A row of `lookup_keys`: (integration, kind code, the key's hash, object type code,
+/// objectId).
+pub(crate) type KeyRow<'r> = (IntegrationId, i16, i64, i16, &'r str);
 
-/// One run of the keyer: the rows of `lookup_keys` some stored versions give, their texts
-/// in one buffer (a run holds some 100,000 keys: two allocations each, freed together,
+/// What `lookup_keys` holds of a key: its 64-bit XXH3 hash (a specified hash, the same
+/// on every machine and version). An index of hashes is about a third of one of texts and
+/// compares integers; a hash shared by two keys is harmless, since every record a key
+/// leads to is checked against its state (the index is a superset already), and the
+/// store keeps no text of the people it looks up.
+pub(crate) fn key_hash(key: &str) -> i64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as i64
+}
+
+/// The key of each asked hash (the keys of one kind asked together; should two share a
+/// hash, the first is named, and the record checked against both).
+pub(crate) fn asked_hashes(keys: &[String]) -> (Vec<i64>, std::collections::HashMap<i64, &str>) {
+    let mut by_hash = std::collections::HashMap::with_capacity(keys.len());
+    for key in keys {
+        by_hash.entry(key_hash(key)).or_insert(key.as_str());
+    }
+    (by_hash.keys().copied().collect(), by_hash)
+}
+
+/// One run of the keyer: the rows of `lookup_keys` some stored versions give, their
+/// objectIds in one buffer (a run holds some 100,000 keys: two allocations each, freed together,
 /// cost more than the sort, and left the process larger after the run).
 #[derive(Default)]
 pub(crate) struct KeyRun {
@@ -38,7 +58,7 @@ pub(crate) struct KeyEntry {
     integration: IntegrationId,
     kind: i16,
     object_type: i16,
-    key: (u32, u32),
+    key: i64,
     object_id: (u32, u32),
 }
 
@@ -71,12 +91,11 @@ impl KeyRun {
         let mut id = None;
         for (kind, key) in lookup_keys(object_type, body) {
             let object_id = *id.get_or_insert_with(|| self.put(object_id));
-            let key = self.put(&key);
             self.entries.push(KeyEntry {
                 integration,
                 kind: kind.code(),
                 object_type: code,
-                key,
+                key: key_hash(&key),
                 object_id,
             });
         }
@@ -87,7 +106,7 @@ impl KeyRun {
         (
             entry.integration,
             entry.kind,
-            self.span(entry.key),
+            entry.key,
             entry.object_type,
             self.span(entry.object_id),
         )

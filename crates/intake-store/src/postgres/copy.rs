@@ -91,12 +91,13 @@ pub(super) async fn copy_lookup_keys(
     let rows: Vec<crate::lookups::KeyRow<'_>> = run.entries().iter().map(|e| run.row(e)).collect();
     copy_in(
         tx,
-        &format!("COPY {table} (integration_id, kind, key, object_type, object_id) FROM STDIN"),
+        &format!(
+            "COPY {table} (integration_id, kind, key_hash, object_type, object_id) FROM STDIN"
+        ),
         &rows,
         |chunk, (integration, kind, key, object_type, object_id)| {
-            write!(chunk, "{integration}\t{kind}\t").expect("writes to a Vec");
-            push_copy_text(chunk, key);
-            write!(chunk, "\t{object_type}\t").expect("writes to a Vec");
+            write!(chunk, "{integration}\t{kind}\t{key}\t{object_type}\t")
+                .expect("writes to a Vec");
             push_copy_text(chunk, object_id);
             chunk.push(b'\n');
         },

@@ -6,7 +6,9 @@ use intake_model::ObjectType;
 use sqlx::{PgConnection, PgPool, Postgres};
 
 use super::PgStore;
-use crate::lookups::{DomainSettings, KeyRun, LookupHit, ReadSnapshot, ERASED_DESCRIPTION};
+use crate::lookups::{
+    asked_hashes, DomainSettings, KeyRun, LookupHit, ReadSnapshot, ERASED_DESCRIPTION,
+};
 use crate::{IntegrationId, RecordState, RequestSeq, Result, StoreError};
 
 /// Writes rows of `lookup_keys` into `table` (the main one or a recent tier), skipping
@@ -18,12 +20,12 @@ async fn insert_rows(tx: &mut PgConnection, table: &str, run: &KeyRun) -> Result
     let rows: Vec<_> = run.entries().iter().map(|e| run.row(e)).collect();
     let integrations: Vec<IntegrationId> = rows.iter().map(|r| r.0).collect();
     let kinds: Vec<i16> = rows.iter().map(|r| r.1).collect();
-    let keys: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    let keys: Vec<i64> = rows.iter().map(|r| r.2).collect();
     let types: Vec<i16> = rows.iter().map(|r| r.3).collect();
     let ids: Vec<&str> = rows.iter().map(|r| r.4).collect();
     sqlx::query(&format!(
-        "INSERT INTO {table} (integration_id, kind, key, object_type, object_id) \
-         SELECT * FROM UNNEST($1::bigint[], $2::smallint[], $3::text[], $4::smallint[], \
+        "INSERT INTO {table} (integration_id, kind, key_hash, object_type, object_id) \
+         SELECT * FROM UNNEST($1::bigint[], $2::smallint[], $3::bigint[], $4::smallint[], \
              $5::text[]) \
          ON CONFLICT DO NOTHING"
     ))
@@ -281,22 +283,27 @@ impl ReadSnapshot for Snapshot {
         // kind is rare (they lag a merge of the recent tiers, or autovacuum is off): 83 ms
         // against 0.2 ms on the bench's store. `OFFSET 0` keeps the LATERAL from being
         // flattened into a hash join over the same keys.
-        let rows: Vec<(String, i16, String)> = sqlx::query_as(
-            "SELECT DISTINCT l.key, l.object_type, l.object_id FROM unnest($3::text[]) AS k(key) \
-             CROSS JOIN LATERAL (SELECT key, object_type, object_id FROM all_lookup_keys \
-                 WHERE integration_id = $1 AND kind = $2 AND key = k.key OFFSET 0) AS l",
+        let (hashes, asked) = asked_hashes(keys);
+        let rows: Vec<(i64, i16, String)> = sqlx::query_as(
+            "SELECT DISTINCT l.key_hash, l.object_type, l.object_id \
+             FROM unnest($3::bigint[]) AS k(key_hash) \
+             CROSS JOIN LATERAL (SELECT key_hash, object_type, object_id FROM all_lookup_keys \
+                 WHERE integration_id = $1 AND kind = $2 AND key_hash = k.key_hash OFFSET 0) AS l",
         )
         .bind(self.integration)
         .bind(kind.code())
-        .bind(keys)
+        .bind(hashes)
         .fetch_all(&mut *self.tx)
         .await?;
         rows.into_iter()
-            .map(|(key, code, object_id)| {
+            .map(|(hash, code, object_id)| {
                 let object_type = ObjectType::from_code(code)
                     .ok_or_else(|| StoreError::Corrupt(format!("object type {code}")))?;
+                let key = asked
+                    .get(&hash)
+                    .ok_or_else(|| StoreError::Corrupt(format!("look-up key hash {hash}")))?;
                 Ok(LookupHit {
-                    key,
+                    key: (*key).to_owned(),
                     object_type,
                     object_id,
                 })
@@ -380,11 +387,11 @@ pub(super) async fn erase_records(
                 for table in super::tiers::LOOKUP_TABLES {
                     sqlx::query(&format!(
                         "DELETE FROM {table} WHERE integration_id = $1 AND kind = $2 \
-                         AND key = $3 AND object_type = $4 AND object_id = $5"
+                         AND key_hash = $3 AND object_type = $4 AND object_id = $5"
                     ))
                     .bind(integration)
                     .bind(kind.code())
-                    .bind(&key)
+                    .bind(crate::lookups::key_hash(&key))
                     .bind(object_type.code())
                     .bind(object_id)
                     .execute(&mut *tx)

@@ -252,7 +252,7 @@ const VERSION_KEY: [(&str, &str); 5] = [
 const LOOKUP_KEY: [(&str, &str); 5] = [
     ("integration_id", "bigint"),
     ("kind", "smallint"),
-    ("key", "text"),
+    ("key_hash", "bigint"),
     ("object_type", "smallint"),
     ("object_id", "text"),
 ];

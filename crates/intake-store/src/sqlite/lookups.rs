@@ -8,7 +8,8 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use super::tiers::{self, MAIN, RECENT};
 use super::SqliteStore;
 use crate::lookups::{
-    keyed_type_codes, DomainSettings, KeyRun, LookupHit, ReadSnapshot, ERASED_DESCRIPTION,
+    asked_hashes, keyed_type_codes, DomainSettings, KeyRun, LookupHit, ReadSnapshot,
+    ERASED_DESCRIPTION,
 };
 use crate::{IntegrationId, RecordState, Result, StoreError};
 
@@ -20,7 +21,8 @@ const ROWS_PER_INSERT: usize = 1000;
 async fn insert(tx: &mut SqliteConnection, run: &KeyRun) -> Result<()> {
     for chunk in run.entries().chunks(ROWS_PER_INSERT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT OR IGNORE INTO lookup_keys (integration_id, kind, key, object_type, object_id) ",
+            "INSERT OR IGNORE INTO lookup_keys \
+             (integration_id, kind, key_hash, object_type, object_id) ",
         );
         insert.push_values(chunk, |mut row, entry| {
             let (integration, kind, key, code, object_id) = run.row(entry);
@@ -138,8 +140,8 @@ async fn key_step(store: &SqliteStore) -> Result<u64> {
 pub(super) async fn purge_step(store: &SqliteStore, integration: IntegrationId) -> Result<u64> {
     let mut tx = store.begin_write().await?;
     let removed = sqlx::query(
-        "DELETE FROM lookup_keys WHERE (integration_id, kind, key, object_type, object_id) IN \
-         (SELECT integration_id, kind, key, object_type, object_id FROM lookup_keys \
+        "DELETE FROM lookup_keys WHERE (integration_id, kind, key_hash, object_type, object_id) IN \
+         (SELECT integration_id, kind, key_hash, object_type, object_id FROM lookup_keys \
           WHERE integration_id = ? LIMIT 20000)",
     )
     .bind(integration)
@@ -234,30 +236,34 @@ impl ReadSnapshot for Snapshot {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        let (hashes, asked) = asked_hashes(keys);
         // One text for every row (see `Packed`).
         let packed: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(octet_length(key) || ':' || key || object_type || ',' \
+            "SELECT group_concat(key_hash || ',' || object_type || ',' \
              || octet_length(object_id) || ':' || object_id, '') FROM lookup_keys \
-             WHERE integration_id = ? AND kind = ? AND key IN (SELECT value FROM json_each(?))",
+             WHERE integration_id = ? AND kind = ? \
+             AND key_hash IN (SELECT value FROM json_each(?))",
         )
         .bind(self.integration)
         .bind(kind.code())
-        .bind(serde_json::to_string(keys).expect("strings serialize"))
+        .bind(serde_json::to_string(&hashes).expect("integers serialize"))
         .fetch_one(&mut *self.tx)
         .await?;
         let mut packed = Packed(packed.as_deref().unwrap_or(""));
         let mut hits = Vec::new();
         while !packed.0.is_empty() {
-            let key = packed.text()?.to_owned();
+            let hash = packed.int()?;
             let code = packed.int()?;
             let object_type = i16::try_from(code)
                 .ok()
                 .and_then(ObjectType::from_code)
                 .ok_or_else(|| StoreError::Corrupt(format!("object type {code}")))?;
+            let object_id = packed.text()?.to_owned();
+            let key = asked.get(&hash).ok_or_else(Packed::corrupt)?;
             hits.push(LookupHit {
-                key,
+                key: (*key).to_owned(),
                 object_type,
-                object_id: packed.text()?.to_owned(),
+                object_id,
             });
         }
         Ok(hits)
@@ -359,12 +365,12 @@ pub(super) async fn erase_records(
         for body in rows {
             for (kind, key) in intake_model::associate::lookup_keys(*object_type, &body) {
                 sqlx::query(
-                    "DELETE FROM lookup_keys WHERE integration_id = ? AND kind = ? AND key = ? \
-                     AND object_type = ? AND object_id = ?",
+                    "DELETE FROM lookup_keys WHERE integration_id = ? AND kind = ? \
+                     AND key_hash = ? AND object_type = ? AND object_id = ?",
                 )
                 .bind(integration)
                 .bind(kind.code())
-                .bind(key)
+                .bind(crate::lookups::key_hash(&key))
                 .bind(object_type.code())
                 .bind(object_id)
                 .execute(&mut *tx)
