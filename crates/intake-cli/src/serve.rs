@@ -439,13 +439,16 @@ async fn shutdown_signal() {
 }
 
 /// On the very first start (no company at all), creates company `default` with one access
-/// key and writes them, readable by the owner only, to `initial-credentials.json`.
+/// key and writes them, readable by the owner only, to `initial-credentials.json`. On a
+/// later start, the file (when it is still there) gets this start's address: the CLI, run
+/// without a server named, goes where the server listens now.
 async fn ensure_initial_credentials(
     store: &dyn Store,
     data_dir: &Path,
     address: std::net::SocketAddr,
 ) -> anyhow::Result<()> {
     if !store.list_companies().await?.is_empty() {
+        refresh_initial_url(&data_dir.join("initial-credentials.json"), address);
         return Ok(());
     }
     let company = match store.create_company("default").await {
@@ -468,6 +471,35 @@ async fn ensure_initial_credentials(
         path.display()
     );
     Ok(())
+}
+
+/// Writes this start's address into `initial-credentials.json`, if the file is there and
+/// names another; a file that cannot be read or written is left as it is (said in the log).
+fn refresh_initial_url(path: &Path, address: std::net::SocketAddr) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let url = format!("http://{address}");
+    let mut body: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::warn!("{} is not JSON, left as it is: {err}", path.display());
+            return;
+        }
+    };
+    if body.get("url").and_then(|u| u.as_str()) == Some(url.as_str()) {
+        return;
+    }
+    body["url"] = serde_json::Value::String(url);
+    let written = serde_json::to_string_pretty(&body)
+        .map_err(std::io::Error::other)
+        .and_then(|text| write_private(path, &text));
+    if let Err(err) = written {
+        tracing::warn!(
+            "cannot write this start's address into {}: {err}",
+            path.display()
+        );
+    }
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

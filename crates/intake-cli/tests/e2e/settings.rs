@@ -103,6 +103,15 @@ impl Serve {
     }
 }
 
+/// The server URL `initial-credentials.json` in `data_dir` names.
+fn server_url_in(data_dir: &Path) -> String {
+    let creds: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data_dir.join("initial-credentials.json")).unwrap(),
+    )
+    .unwrap();
+    creds["url"].as_str().unwrap().to_string()
+}
+
 fn code(out: &Output) -> i32 {
     out.status.code().expect("exit code")
 }
@@ -130,6 +139,7 @@ async fn serve_settings_flag_over_env_over_file_over_default() {
     assert!(data.join("initial-credentials.json").is_file());
     assert_eq!(server.statuses(&data, 3).await, [200, 200, 429]);
     drop(server);
+    let first_url = server_url_in(&data);
 
     // The environment over the file; the config file named by the environment.
     let server = Serve::start(
@@ -141,6 +151,10 @@ async fn serve_settings_flag_over_env_over_file_over_default() {
         &log,
     );
     assert_eq!(server.statuses(&data, 4).await, [200, 200, 200, 429]);
+    // A later start on another port writes its address into the credentials file, so that
+    // the CLI run without a server named goes to it.
+    // (Each start takes a port of its own: the first one's address is gone.)
+    assert_eq!(server_url_in(&data), server.url, "first start: {first_url}");
     drop(server);
 
     // A flag over the environment.
