@@ -1,5 +1,5 @@
 //! The look-up keys of the associations (see [`intake_model::associate`]), shared by both
-//! backends: which keys a batch writes, and what a reader of one snapshot asks.
+//! backends: which keys stored versions give, and what a reader of one snapshot asks.
 //!
 //! Decision: the keys are derived after the batches that store their versions, not in
 //! their transactions. A B-tree of text keys filled in the batches cost more than the
@@ -33,14 +33,48 @@ pub(crate) fn key_hash(key: &str) -> i64 {
     xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as i64
 }
 
-/// The key of each asked hash (the keys of one kind asked together; should two share a
-/// hash, the first is named, and the record checked against both).
-pub(crate) fn asked_hashes(keys: &[String]) -> (Vec<i64>, std::collections::HashMap<i64, &str>) {
-    let mut by_hash = std::collections::HashMap::with_capacity(keys.len());
-    for key in keys {
-        by_hash.entry(key_hash(key)).or_insert(key.as_str());
+/// The keys of one kind asked together, by hash: what a reader of `lookup_keys` maps the
+/// stored hashes back to.
+pub(crate) struct AskedKeys<'k> {
+    by_hash: std::collections::HashMap<i64, Vec<&'k str>>,
+}
+
+impl<'k> AskedKeys<'k> {
+    pub(crate) fn new(keys: &'k [String]) -> AskedKeys<'k> {
+        let mut by_hash = std::collections::HashMap::<i64, Vec<&str>>::with_capacity(keys.len());
+        for key in keys {
+            by_hash.entry(key_hash(key)).or_default().push(key);
+        }
+        AskedKeys { by_hash }
     }
-    (by_hash.keys().copied().collect(), by_hash)
+
+    /// The hashes to look up, each once.
+    pub(crate) fn hashes(&self) -> Vec<i64> {
+        self.by_hash.keys().copied().collect()
+    }
+
+    /// Adds the hit of a stored row under each asked key of its hash (two keys sharing one
+    /// both get it, and the caller checks the record against each).
+    pub(crate) fn push_hits(
+        &self,
+        hash: i64,
+        object_type: ObjectType,
+        object_id: String,
+        hits: &mut Vec<LookupHit>,
+    ) -> Result<()> {
+        let keys = self
+            .by_hash
+            .get(&hash)
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("look-up key hash {hash}")))?;
+        for key in keys {
+            hits.push(LookupHit {
+                key: (*key).to_owned(),
+                object_type,
+                object_id: object_id.clone(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// One run of the keyer: the rows of `lookup_keys` some stored versions give, their
@@ -52,7 +86,7 @@ pub(crate) struct KeyRun {
     entries: Vec<KeyEntry>,
 }
 
-/// A row of a [`KeyRun`]: its texts as spans of the run's buffer.
+/// A row of a [`KeyRun`]: its objectId as a span of the run's buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct KeyEntry {
     integration: IntegrationId,
@@ -123,6 +157,11 @@ impl KeyRun {
 
     pub(crate) fn entries(&self) -> &[KeyEntry] {
         &self.entries
+    }
+
+    /// Every row, in the run's order.
+    pub(crate) fn rows(&self) -> Vec<KeyRow<'_>> {
+        self.entries.iter().map(|e| self.row(e)).collect()
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -88,7 +88,7 @@ pub(super) async fn copy_lookup_keys(
     run: &crate::lookups::KeyRun,
 ) -> std::result::Result<(), sqlx::Error> {
     use std::io::Write;
-    let rows: Vec<crate::lookups::KeyRow<'_>> = run.entries().iter().map(|e| run.row(e)).collect();
+    let rows = run.rows();
     copy_in(
         tx,
         &format!(

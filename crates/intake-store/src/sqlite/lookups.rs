@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use super::tiers::{self, MAIN, RECENT};
 use super::SqliteStore;
 use crate::lookups::{
-    asked_hashes, keyed_type_codes, DomainSettings, KeyRun, LookupHit, ReadSnapshot,
+    keyed_type_codes, AskedKeys, DomainSettings, KeyRun, LookupHit, ReadSnapshot,
     ERASED_DESCRIPTION,
 };
 use crate::{IntegrationId, RecordState, Result, StoreError};
@@ -236,7 +236,7 @@ impl ReadSnapshot for Snapshot {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let (hashes, asked) = asked_hashes(keys);
+        let asked = AskedKeys::new(keys);
         // One text for every row (see `Packed`).
         let packed: Option<String> = sqlx::query_scalar(
             "SELECT group_concat(key_hash || ',' || object_type || ',' \
@@ -246,7 +246,7 @@ impl ReadSnapshot for Snapshot {
         )
         .bind(self.integration)
         .bind(kind.code())
-        .bind(serde_json::to_string(&hashes).expect("integers serialize"))
+        .bind(serde_json::to_string(&asked.hashes()).expect("integers serialize"))
         .fetch_one(&mut *self.tx)
         .await?;
         let mut packed = Packed(packed.as_deref().unwrap_or(""));
@@ -259,12 +259,7 @@ impl ReadSnapshot for Snapshot {
                 .and_then(ObjectType::from_code)
                 .ok_or_else(|| StoreError::Corrupt(format!("object type {code}")))?;
             let object_id = packed.text()?.to_owned();
-            let key = asked.get(&hash).ok_or_else(Packed::corrupt)?;
-            hits.push(LookupHit {
-                key: (*key).to_owned(),
-                object_type,
-                object_id,
-            });
+            asked.push_hits(hash, object_type, object_id, &mut hits)?;
         }
         Ok(hits)
     }
